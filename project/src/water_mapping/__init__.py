@@ -1,0 +1,1 @@
+"""Water mapping: the H2Ops example project."""
