@@ -1,0 +1,117 @@
+{
+  description = "H2Ops: a reproducible local MLOps stack (Airflow, MLflow, JupyterLab, S3) without Docker";
+
+  # flake.lock pins this branch to one commit (nixos-25.11 of 2026-05-10); `nix flake update` moves it.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+        "x86_64-darwin"
+        "aarch64-darwin"
+      ];
+
+      pkgsFor =
+        system:
+        import nixpkgs {
+          inherit system;
+          # MinIO is archived upstream and nixpkgs marks it insecure (knownVulnerabilities).
+          # Permit exactly that package, by name, so no other insecure package slips in.
+          # To do without it: drop pkgs.minio below and set H2OPS_S3_BACKEND=rclone.
+          config.allowInsecurePredicate = pkg: nixpkgs.lib.getName pkg == "minio";
+        };
+
+      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f (pkgsFor system));
+    in
+    {
+      devShells = forAllSystems (
+        pkgs:
+        let
+          inherit (pkgs) lib;
+          python = pkgs.python312;
+
+          # manylinux wheels expect libstdc++, libgcc_s and libz from the host; Nix's Python
+          # finds none. A .pth file makes the .venv's interpreter preload them, so only the
+          # .venv's Python processes see them (no LD_LIBRARY_PATH in the shell).
+          wheelLibs = [
+            "${pkgs.stdenv.cc.cc.lib}/lib/libstdc++.so.6"
+            "${pkgs.stdenv.cc.cc.lib}/lib/libgcc_s.so.1"
+            "${pkgs.zlib}/lib/libz.so.1"
+          ];
+          preloadLine =
+            "import ctypes; [ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL) for lib in ("
+            + lib.concatMapStrings (p: "'${p}', ") wheelLibs
+            + ")]";
+        in
+        {
+          default = pkgs.mkShell {
+            packages = [
+              python
+              pkgs.uv
+              # python.pkgs.nox is the test runner; top-level pkgs.nox is an unrelated Nix tool.
+              python.pkgs.nox
+              pkgs.minio
+              pkgs.minio-client
+              pkgs.rclone
+              pkgs.nodejs_22
+              pkgs.devcontainer
+              pkgs.git
+            ];
+
+            shellHook = ''
+              # mkShell's Python hook puts nox's own dependencies on PYTHONPATH; the .venv
+              # must see only what uv.lock says.
+              unset PYTHONPATH
+              export UV_PYTHON=${python.interpreter}
+              export UV_PYTHON_DOWNLOADS=never
+
+              h2ops_root=$PWD
+              while [ "$h2ops_root" != / ] && [ ! -f "$h2ops_root/uv.lock" ]; do
+                h2ops_root=$(dirname "$h2ops_root")
+              done
+
+              if [ -f "$h2ops_root/uv.lock" ]; then
+                # Sync only when uv.lock, a pyproject.toml (root or workspace member) or the
+                # interpreter changed since the last sync from this shell.
+                h2ops_want=$( { echo ${python}; cat "$h2ops_root/uv.lock" "$h2ops_root"/pyproject.toml "$h2ops_root"/*/pyproject.toml 2>/dev/null; } | sha256sum | cut -d' ' -f1)
+                h2ops_stamp="$h2ops_root/.venv/.h2ops-nix-sync"
+                if [ "$(cat "$h2ops_stamp" 2>/dev/null)" != "$h2ops_want" ]; then
+                  echo "h2ops: uv.lock, a pyproject.toml or Python changed: uv sync --locked" >&2
+                  if (cd "$h2ops_root" && uv sync --locked >&2); then
+                    echo "$h2ops_want" > "$h2ops_stamp"
+                  else
+                    echo "h2ops: 'uv sync --locked' failed in $h2ops_root; fix it, then re-enter the shell" >&2
+                  fi
+                fi
+                ${lib.optionalString pkgs.stdenv.hostPlatform.isLinux ''
+                  h2ops_site="$h2ops_root/.venv/lib/python${python.pythonVersion}/site-packages"
+                  if [ -d "$h2ops_site" ]; then
+                    printf '%s\n' ${lib.escapeShellArg preloadLine} > "$h2ops_site/_h2ops_wheel_libs.pth"
+                  fi
+                ''}
+                if [ -f "$h2ops_root/.venv/bin/activate" ]; then
+                  VIRTUAL_ENV_DISABLE_PROMPT=1 . "$h2ops_root/.venv/bin/activate"
+                fi
+              fi
+              echo "h2ops: dev shell ready (Python ${python.version}, uv, nox, MinIO, rclone); \`nox -s up\` starts the stack." >&2
+            '';
+          };
+        }
+      );
+
+      # `nix flake init -t github:<owner>/h2ops` copies this repository as a new project.
+      templates.default = {
+        path = ./.;
+        description = "H2Ops: local Airflow, MLflow, JupyterLab and S3 started by `nox -s up`, no Docker";
+        welcomeText = ''
+          # H2Ops
+          Enter the dev shell with `nix develop` (or `direnv allow`), then `nox -s up` starts the stack.
+        '';
+      };
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
+    };
+}
