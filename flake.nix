@@ -41,10 +41,10 @@
             "${pkgs.stdenv.cc.cc.lib}/lib/libgcc_s.so.1"
             "${pkgs.zlib}/lib/libz.so.1"
           ];
+          # One line of plain calls: site.py exec()s it in a scope a comprehension cannot see.
           preloadLine =
-            "import ctypes; [ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL) for lib in ("
-            + lib.concatMapStrings (p: "'${p}', ") wheelLibs
-            + ")]";
+            "import ctypes"
+            + lib.concatMapStrings (p: "; ctypes.CDLL('${p}', mode=ctypes.RTLD_GLOBAL)") wheelLibs;
         in
         {
           default = pkgs.mkShell {
