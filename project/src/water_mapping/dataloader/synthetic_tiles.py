@@ -1,0 +1,128 @@
+"""Deterministic synthetic Sentinel-2-like tiles: lakes and rivers on mixed land, with noise.
+
+Reflectances are typical surface values per band, so the spectral indices behave as on real
+imagery: water is dark in NIR and SWIR1, vegetation bright in NIR, bare soil bright in SWIR1.
+The same seed always gives the same tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+BAND_NAMES = ("blue", "green", "red", "nir", "swir1")
+
+# Surface reflectance per band, in BAND_NAMES order.
+CLEAR_WATER = np.array([0.07, 0.06, 0.04, 0.02, 0.01])
+TURBID_WATER = np.array([0.09, 0.11, 0.10, 0.06, 0.02])
+VEGETATION = np.array([0.03, 0.07, 0.04, 0.35, 0.18])
+BARE_SOIL = np.array([0.12, 0.16, 0.20, 0.26, 0.32])
+DARK_WET_SOIL = np.array([0.05, 0.06, 0.07, 0.10, 0.09])  # a look-alike that makes it a task
+CLOUD = np.array([0.42, 0.43, 0.44, 0.46, 0.33])
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One multispectral tile with its ground truth."""
+
+    tile_id: str
+    bands: np.ndarray  # (band, row, column) float32 reflectance, BAND_NAMES order
+    water_mask: np.ndarray  # (row, column) uint8, 1 = water
+    cloud_mask: np.ndarray  # (row, column) uint8, 1 = cloud over the surface
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.water_mask.shape
+
+
+def generate_tile(tile_id: str, seed: int, size: int = 64, cloud_cover: float = 0.0) -> Tile:
+    """A tile of `size` x `size` pixels; `cloud_cover` is the fraction of it under cloud."""
+    rng = np.random.default_rng(seed)
+    water = _lakes(rng, size) | _river(rng, size)
+    land = _land_reflectance(rng, size)
+    water_colour = _blend(CLEAR_WATER, TURBID_WATER, _smooth_field(rng, size))
+    # Soft edges: shore pixels mix water and land, as 10 m pixels do.
+    water_fraction = np.clip(gaussian_filter(water.astype(float), sigma=0.7), 0.0, 1.0)
+    bands = water_fraction * water_colour + (1.0 - water_fraction) * land
+    bands += rng.normal(0.0, 0.008, size=bands.shape)
+    cloud = np.zeros((size, size), dtype=bool)
+    if cloud_cover > 0:
+        bands, cloud = _add_clouds(rng, bands, cloud_cover)
+    return Tile(
+        tile_id=tile_id,
+        bands=np.clip(bands, 0.0, 1.0).astype(np.float32),
+        water_mask=water.astype(np.uint8),
+        cloud_mask=cloud.astype(np.uint8),
+    )
+
+
+def generate_tiles(
+    n_tiles: int, seed: int, size: int = 64, cloud_cover: float = 0.0, prefix: str = "tile"
+) -> list[Tile]:
+    """`n_tiles` different tiles; tile i depends only on (seed, i)."""
+    return [
+        generate_tile(f"{prefix}_{index:03d}", _tile_seed(seed, index), size, cloud_cover)
+        for index in range(n_tiles)
+    ]
+
+
+def _tile_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _smooth_field(rng: np.random.Generator, size: int, scale: float = 8.0) -> np.ndarray:
+    """Spatially smooth noise in [0, 1], for gradual changes across the landscape."""
+    field = gaussian_filter(rng.standard_normal((size, size)), sigma=size / scale)
+    span = field.max() - field.min()
+    return (field - field.min()) / span if span > 0 else np.zeros_like(field)
+
+
+def _blend(first: np.ndarray, second: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per-pixel mix of two spectra: (band, row, column)."""
+    return first[:, None, None] * (1.0 - weight) + second[:, None, None] * weight
+
+
+def _land_reflectance(rng: np.random.Generator, size: int) -> np.ndarray:
+    land = _blend(VEGETATION, BARE_SOIL, _smooth_field(rng, size))
+    wet_patches = _smooth_field(rng, size, scale=12.0) > 0.85
+    return np.where(wet_patches, DARK_WET_SOIL[:, None, None], land)
+
+
+def _lakes(rng: np.random.Generator, size: int) -> np.ndarray:
+    rows, columns = np.mgrid[0:size, 0:size]
+    mask = np.zeros((size, size), dtype=bool)
+    for _ in range(rng.integers(1, 4)):
+        centre_row, centre_column = rng.uniform(0.1, 0.9, size=2) * size
+        radius_a, radius_b = rng.uniform(0.06, 0.18, size=2) * size
+        angle = rng.uniform(0, np.pi)
+        along = (rows - centre_row) * np.cos(angle) + (columns - centre_column) * np.sin(angle)
+        across = -(rows - centre_row) * np.sin(angle) + (columns - centre_column) * np.cos(angle)
+        mask |= (along / radius_a) ** 2 + (across / radius_b) ** 2 <= 1.0
+    return mask
+
+
+def _river(rng: np.random.Generator, size: int, probability: float = 0.7) -> np.ndarray:
+    if rng.uniform() > probability:
+        return np.zeros((size, size), dtype=bool)
+    rows, columns = np.mgrid[0:size, 0:size].astype(float)
+    centre = rng.uniform(0.2, 0.8) * size
+    amplitude = rng.uniform(0.05, 0.2) * size
+    wavelength = rng.uniform(0.6, 1.5) * size
+    phase = rng.uniform(0, 2 * np.pi)
+    half_width = rng.uniform(1.0, 2.5)
+    path = centre + amplitude * np.sin(2 * np.pi * columns / wavelength + phase)
+    mask = np.abs(rows - path) <= half_width
+    return mask.T if rng.uniform() < 0.5 else mask
+
+
+def _add_clouds(
+    rng: np.random.Generator, bands: np.ndarray, cloud_cover: float
+) -> tuple[np.ndarray, np.ndarray]:
+    size = bands.shape[-1]
+    density = _smooth_field(rng, size, scale=6.0)
+    threshold = np.quantile(density, 1.0 - cloud_cover)
+    opacity = np.clip((density - threshold) / 0.1, 0.0, 1.0)
+    cloudy = opacity[None] * CLOUD[:, None, None] + (1.0 - opacity[None]) * bands
+    return cloudy, opacity > 0.5

@@ -1,0 +1,33 @@
+"""The registered model's name and alias, and how to promote and load the champion.
+
+Promotion uses registry aliases (`@champion`), not the deprecated stages. MLflow is imported
+inside the functions: DAG files import the names here and must parse fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
+MODEL_NAME = "example-water-mask"
+CHAMPION_ALIAS = "champion"
+CHAMPION_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+
+
+def register_champion(model_uri: str, name: str = MODEL_NAME, alias: str = CHAMPION_ALIAS) -> str:
+    """Register `model_uri` as a new version of `name`, point `alias` at it; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, name).version
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    return str(version)
+
+
+def load_champion(model_uri: str = CHAMPION_MODEL_URI) -> PyFuncModel:
+    """The model the champion alias points at, as a pyfunc: raw bands in, water mask out."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri)

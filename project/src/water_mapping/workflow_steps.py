@@ -1,0 +1,137 @@
+"""The steps of the example's pipelines, as plain functions that DAGs, YAML and notebooks call.
+
+Each step reads its inputs from the data store or MLflow, writes its outputs there, and
+returns small JSON values (dataset names, URIs, scores) that Airflow passes on as XCom.
+Heavy libraries are imported inside the steps: DAG files import this module and must parse
+fast.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+
+TRAINING_DATASET = "training"
+INCOMING_DATASET = "incoming"
+PREDICTIONS_PREFIX = "predictions"
+
+
+def generate_training_tiles(
+    dataset: str = TRAINING_DATASET, n_tiles: int = 8, tile_size: int = 64, seed: int = 0
+) -> str:
+    """Write synthetic tiles with ground truth to raw/<dataset>/; returns the dataset name."""
+    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+    from water_mapping.dataloader.tile_store import write_tiles
+    from water_mapping.utils.data_store import open_data_store
+
+    write_tiles(open_data_store(), dataset, generate_tiles(n_tiles, seed, tile_size))
+    return dataset
+
+
+def build_features(dataset: str) -> str:
+    """Turn raw/<dataset>/ tiles into per-pixel feature sets under features/<dataset>/."""
+    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.preprocess.feature_store import feature_set_of, write_feature_set
+    from water_mapping.utils.data_store import open_data_store
+
+    store = open_data_store()
+    for tile in read_tiles(store, dataset):
+        write_feature_set(store, dataset, feature_set_of(tile))
+    return dataset
+
+
+def train_water_classifier(dataset: str, experiment_name: str | None = None) -> dict[str, Any]:
+    """Run the hyperparameter search on features/<dataset>/; returns the best model's URI."""
+    from water_mapping.train.hyperparameter_search import (
+        EXPERIMENT_NAME,
+        run_hyperparameter_search,
+    )
+    from water_mapping.train.training_data import load_training_data
+    from water_mapping.utils.data_store import open_data_store
+
+    data = load_training_data(open_data_store(), dataset)
+    result = run_hyperparameter_search(data, experiment_name=experiment_name or EXPERIMENT_NAME)
+    return {
+        "model_uri": result.model_uri,
+        "parent_run_id": result.parent_run_id,
+        "best_run_id": result.best_run_id,
+        "best_params": result.best_params,
+        "best_scores": result.best_scores,
+    }
+
+
+def register_champion_model(training: dict[str, Any]) -> dict[str, str]:
+    """Register the trained model and point the champion alias at the new version."""
+    from water_mapping.model.registry import register_champion
+
+    version = register_champion(training["model_uri"])
+    return {
+        "name": MODEL_NAME,
+        "version": version,
+        "alias": CHAMPION_ALIAS,
+        "model_uri": CHAMPION_MODEL_URI,
+    }
+
+
+def batch_id_from(run_id: str) -> str:
+    """A key-safe name for a batch of new tiles, e.g. from an Airflow run id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-")
+
+
+def receive_new_tiles(batch_id: str, n_tiles: int = 3, tile_size: int = 64) -> str:
+    """Stand in for new imagery arriving: tiles under raw/incoming/<batch_id>/.
+
+    The seed comes from the batch id, so each batch differs and a rerun gives the same tiles.
+    """
+    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+    from water_mapping.dataloader.tile_store import write_tiles
+    from water_mapping.utils.data_store import open_data_store
+
+    dataset = f"{INCOMING_DATASET}/{batch_id}"
+    seed = zlib.crc32(batch_id.encode())
+    write_tiles(open_data_store(), dataset, generate_tiles(n_tiles, seed, tile_size))
+    return dataset
+
+
+def predict_water_masks(
+    dataset: str, batch_id: str, model_uri: str = CHAMPION_MODEL_URI
+) -> dict[str, Any]:
+    """Predict, clean up and summarise the masks of raw/<dataset>/ with the champion model.
+
+    Writes predictions/<batch_id>/<tile_id>.npz and predictions/<batch_id>/water_statistics.csv.
+    """
+    import numpy as np
+
+    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.model.metrics import mask_scores
+    from water_mapping.model.registry import load_champion
+    from water_mapping.postprocess.mask_cleanup import clean_water_mask
+    from water_mapping.postprocess.water_statistics import statistics_table, water_statistics
+    from water_mapping.utils.data_store import open_data_store, put_arrays
+
+    store = open_data_store()
+    tiles = read_tiles(store, dataset)
+    raw_masks = load_champion(model_uri).predict(np.stack([tile.bands for tile in tiles]))
+    rows = []
+    for tile, raw_mask in zip(tiles, raw_masks, strict=True):
+        mask = clean_water_mask(raw_mask)
+        key = f"{PREDICTIONS_PREFIX}/{batch_id}/{tile.tile_id}.npz"
+        put_arrays(store, key, water_mask=mask, raw_water_mask=raw_mask)
+        # Synthetic tiles come with truth, so each batch also reports how good the masks are.
+        iou = mask_scores(tile.water_mask, mask)["iou"]
+        rows.append({**water_statistics(tile.tile_id, mask), "iou_vs_truth": iou})
+    table = statistics_table(rows)
+    statistics_url = store.put_bytes(
+        f"{PREDICTIONS_PREFIX}/{batch_id}/water_statistics.csv",
+        table.to_csv(index=False).encode(),
+    )
+    return {
+        "batch_id": batch_id,
+        "n_tiles": len(tiles),
+        "statistics_url": statistics_url,
+        "total_water_area_km2": float(table["water_area_km2"].sum()),
+        "mean_iou_vs_truth": float(table["iou_vs_truth"].mean()),
+    }
