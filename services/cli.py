@@ -1,0 +1,205 @@
+"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from services.client_env import client_environment
+from services.ports import PortTaken
+from services.settings import SettingsError, load_settings
+from services.stack import ServiceFailed, Stack, StackError, tail
+from services.supervisor import SupervisorError
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+EXIT_NOT_RUNNING = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        stack = Stack(load_settings())
+        return args.run(stack, args)
+    except SettingsError as error:
+        console.print(f"[red]Invalid setting[/red]\n{error}")
+    except PortTaken as error:
+        console.print("[red]Nothing was started:[/red]")
+        for taken in error.taken:
+            console.print(f"  {taken}")
+    except ServiceFailed as error:
+        console.print(f"[red]{error.service} did not become healthy:[/red] {error.reason}")
+        console.print(f"Last lines of {error.log}:")
+        for line in error.tail:
+            console.print(f"  {line}", markup=False)
+        console.print("The services this `up` started were stopped again; state is kept.")
+    except (StackError, SupervisorError, FileNotFoundError) as error:
+        console.print(f"[red]{error}[/red]")
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="h2ops", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("up", _up, "Start services and wait until healthy.").add_argument(
+        "services", nargs="*", metavar="SERVICE"
+    )
+    command("down", _down, "Stop services (all by default).").add_argument(
+        "services", nargs="*", metavar="SERVICE"
+    )
+    command("restart", _restart, "Stop and start services.").add_argument(
+        "services", nargs="+", metavar="SERVICE"
+    )
+    status = command("status", _status, "Show services, health, URLs and credentials.")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    logs = command("logs", _logs, "Show (or follow) service logs.")
+    logs.add_argument("services", nargs="*", metavar="SERVICE")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    clean = command("clean", _clean, "Delete all state: data, databases, logs.")
+    clean.add_argument("--yes", action="store_true", help="confirm: this deletes everything")
+    command("env", _env, "Print the client environment as shell exports.")
+    return parser
+
+
+def _up(stack: Stack, args: argparse.Namespace) -> int:
+    from services.s3_store import resolve_backend
+
+    backend, reason = resolve_backend(stack.settings)
+    console.print(f"S3 backend: [bold]{backend}[/bold] ({reason})")
+    started = time.monotonic()
+    rows: dict[str, str] = {}
+
+    def render() -> Table:
+        table = Table.grid(padding=(0, 2))
+        for name, event in rows.items():
+            mark = "[green]✓[/green]" if event.startswith(("ready", "already")) else "…"
+            table.add_row(mark, f"[bold]{name}[/bold]", event)
+        return table
+
+    with Live(Table.grid(), console=console, refresh_per_second=4, transient=True) as live:
+
+        def report(name: str, event: str) -> None:
+            if rows.get(name) == event:
+                return
+            rows[name] = event
+            live.update(render())
+            if event.startswith(("ready", "already")) and not console.is_terminal:
+                console.print(f"✓ {name} {event}")
+
+        stack.up(args.services, report)
+    console.print(render())
+    console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
+    _print_status(stack.status())
+    return 0
+
+
+def _down(stack: Stack, args: argparse.Namespace) -> int:
+    stopped = stack.down(args.services)
+    console.print(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
+    return 0
+
+
+def _restart(stack: Stack, args: argparse.Namespace) -> int:
+    stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))
+    _print_status(stack.status())
+    return 0
+
+
+def _status(stack: Stack, args: argparse.Namespace) -> int:
+    report = stack.status()
+    if args.json:
+        stdout.print_json(json.dumps(report))
+    else:
+        _print_status(report)
+    started = [s for s in report["services"] if s["state"] != "stopped"]
+    if not started:
+        return EXIT_NOT_RUNNING
+    return 0 if all(s["healthy"] for s in started) else 1
+
+
+def _print_status(report: dict) -> None:
+    table = Table(title="H2Ops stack", title_justify="left")
+    for column in ("service", "state", "url", "pid"):
+        table.add_column(column)
+    for service in report["services"]:
+        state = service["state"]
+        if state == "running":
+            state = "[green]healthy[/green]" if service["healthy"] else "[yellow]unhealthy[/yellow]"
+        table.add_row(service["title"], state, service["url"], str(service["pid"] or ""))
+    console.print(table)
+    credentials = Table(title="Credentials (from .env)", title_justify="left", show_header=False)
+    for key, value in report["credentials"].items():
+        credentials.add_row(key, value)
+    console.print(credentials)
+    console.print(f"State and logs: {report['state_dir']}   (nox -s logs -- SERVICE)")
+
+
+def _logs(stack: Stack, args: argparse.Namespace) -> int:
+    files = stack.log_files(args.services)
+    for path in files:
+        console.print(f"[bold]==> {path} <==[/bold]")
+        for line in tail(path, args.lines):
+            stdout.print(line, markup=False, highlight=False)
+    if args.follow:
+        _follow(files)
+    return 0
+
+
+def _follow(files: list[Path]) -> None:
+    """Print lines as they are appended, like `tail -F`, until Ctrl-C."""
+    offsets = {path: path.stat().st_size if path.exists() else 0 for path in files}
+    while True:
+        for path in files:
+            if not path.exists():
+                continue
+            size = path.stat().st_size
+            if size < offsets[path]:  # rotated
+                offsets[path] = 0
+            if size > offsets[path]:
+                with path.open("rb") as handle:
+                    handle.seek(offsets[path])
+                    chunk = handle.read().decode(errors="replace")
+                offsets[path] = size
+                for line in chunk.splitlines():
+                    stdout.print(f"{path.stem} | {line}", markup=False, highlight=False)
+        time.sleep(0.5)
+
+
+def _clean(stack: Stack, args: argparse.Namespace) -> int:
+    if not args.yes:
+        console.print(
+            f"This deletes every run, model, object, DAG run and log in {stack.layout.root}.\n"
+            "Run again with --yes to confirm:  nox -s clean -- --yes"
+        )
+        return 2
+    console.print(f"Deleted {stack.clean()}")
+    return 0
+
+
+def _env(stack: Stack, _args: argparse.Namespace) -> int:
+    for key, value in client_environment(stack.settings).items():
+        stdout.print(f"export {key}={shlex.quote(value)}", markup=False, highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""JupyterLab rooted at `project/`, with token auth, runnable as root (CI, containers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from services.layout import StateLayout, venv_bin
+from services.port_forwarding import allowed_origins, jupyter_local_hostnames
+from services.service import Program, Service, http_ok
+from services.settings import REPO_ROOT, StackSettings
+from services.urls import service_url
+
+
+def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
+    home = StateLayout.of(settings).service_dir("jupyter")
+    url = service_url(settings, settings.jupyter_port)
+    port = settings.jupyter_port
+    command = [
+        venv_bin("jupyter"),
+        "lab",
+        "--no-browser",
+        f"--ServerApp.ip={settings.host}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root / 'project'}",
+        # Root is refused by default; CI and dev containers run as root.
+        "--ServerApp.allow_root=True",
+        f"--ServerApp.local_hostnames={jupyter_local_hostnames(port, os.environ)!r}",
+    ]
+    if origins := allowed_origins(port, os.environ):
+        command.append(f"--ServerApp.allow_origin={origins[0]}")
+    return Service(
+        name="jupyter",
+        title="JupyterLab",
+        programs=[
+            Program(
+                name="jupyter",
+                command=command,
+                # The token travels in the environment so `ps` does not show it.
+                environment={
+                    "JUPYTER_TOKEN": settings.jupyter_token,
+                    "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+                    "JUPYTER_CONFIG_DIR": str(home / "config"),
+                },
+                directory=root / "project",
+            )
+        ],
+        url=url,
+        probe=http_ok(
+            f"{url}/api/status", headers={"Authorization": f"token {settings.jupyter_token}"}
+        ),
+        ports={"H2OPS_JUPYTER_PORT": port},
+        prepare=lambda: (home / "runtime").mkdir(parents=True, exist_ok=True),
+    )

@@ -1,0 +1,57 @@
+"""Where the stack keeps its state: one directory holds data, databases, logs and sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.settings import StackSettings
+
+# AF_UNIX socket paths are limited to 108 bytes on Linux and 104 on macOS.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Paths under the state directory, named by what they hold."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, settings: StackSettings) -> StateLayout:
+        return cls(settings.state_dir.resolve())
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def supervisor_config(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.root / "supervisord.pid"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        """The control socket; moved to a short temp path when the state dir is too deep."""
+        socket = self.root / "supervisor.sock"
+        if len(str(socket)) <= _MAX_SOCKET_PATH:
+            return socket
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"h2ops-{digest}.sock"
+
+    def log_file(self, program: str) -> Path:
+        return self.logs / f"{program}.log"
+
+    def service_dir(self, name: str) -> Path:
+        return self.root / name
+
+
+def venv_bin(name: str) -> str:
+    """A console script of the environment the stack runs from (the locked `.venv`)."""
+    return str(Path(sys.executable).parent / name)

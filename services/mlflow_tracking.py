@@ -1,0 +1,62 @@
+"""MLflow 3 tracking server: SQLite store in the state dir, artifacts proxied to s3://mlflow/."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from services.layout import StateLayout
+from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
+from services.s3_store import resolve_backend
+from services.service import Program, Service, http_ok
+from services.settings import StackSettings
+from services.urls import service_url
+
+
+def declare(settings: StackSettings) -> Service:
+    layout = StateLayout.of(settings)
+    home = layout.service_dir("mlflow")
+    backend, _ = resolve_backend(settings)
+    if backend == "none":
+        artifacts, requires = (home / "artifacts").as_uri(), ()
+    else:
+        artifacts, requires = "s3://mlflow/", ("s3",)
+    url = service_url(settings, settings.mlflow_port)
+    environment = {
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
+            mlflow_allowed_hosts(settings.mlflow_port, os.environ)
+        ),
+        # Prompt optimisation and scorer jobs need a job runner; a local stack does not.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    if origins := allowed_origins(settings.mlflow_port, os.environ):
+        environment["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = ",".join(origins)
+    return Service(
+        name="mlflow",
+        title="MLflow",
+        programs=[
+            Program(
+                name="mlflow",
+                command=[
+                    sys.executable,
+                    "-m",
+                    "services.mlflow_app",
+                    "--host",
+                    settings.host,
+                    "--port",
+                    str(settings.mlflow_port),
+                    "--backend-store-uri",
+                    f"sqlite:///{home / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    artifacts,
+                ],
+                environment=environment,
+                directory=home,
+            )
+        ],
+        url=url,
+        probe=http_ok(f"{url}/health"),
+        ports={"H2OPS_MLFLOW_PORT": settings.mlflow_port},
+        requires=requires,
+        prepare=lambda: (home / "artifacts").mkdir(parents=True, exist_ok=True),
+    )

@@ -1,0 +1,148 @@
+"""Stack settings: ports, host, S3 backend, state dir and generated credentials.
+
+Read from `H2OPS_*` environment variables and the repository's `.env` (environment wins), so a
+user changes a port with one line and credentials stay out of the code and out of git.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "H2OPS_"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+S3Backend = Literal["auto", "minio", "rclone", "none"]
+
+# The credentials `up` writes to `.env` on first run; each is random, none has a default.
+GENERATED_CREDENTIALS: dict[str, int] = {
+    "s3_access_key": 16,
+    "s3_secret_key": 32,
+    "airflow_password": 18,
+    "airflow_jwt_secret": 32,
+    "jupyter_token": 24,
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the stack cannot use; the message names the variable and value."""
+
+
+class StackSettings(BaseSettings):
+    """Everything a user may set about the stack, with the defaults a laptop wants."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    host: str = Field("127.0.0.1", description="Address every service binds to.")
+    airflow_port: Port = Field(8080, description="Airflow API server and UI.")
+    mlflow_port: Port = Field(5000, description="MLflow tracking server and UI.")
+    jupyter_port: Port = Field(8888, description="JupyterLab.")
+    s3_port: Port = Field(9000, description="S3 API.")
+    s3_console_port: Port = Field(9001, description="MinIO console (MinIO backend only).")
+    s3_backend: S3Backend = Field(
+        "auto", description="minio, rclone, none, or auto (minio when on PATH, else rclone)."
+    )
+    state_dir: Path = Field(Path(".h2ops"), description="Data, databases, logs, sockets.")
+    env_file: Path = Field(Path(".env"), description="Where generated credentials are kept.")
+    ready_timeout: float = Field(
+        180.0, gt=0, description="Seconds a service may take to become healthy."
+    )
+    airflow_parallelism: int = Field(
+        4, ge=1, le=64, description="Airflow tasks run at once (LocalExecutor workers)."
+    )
+
+    airflow_username: str = "admin"
+    airflow_password: str = ""
+    airflow_jwt_secret: str = ""
+    jupyter_token: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+
+    def resolve_paths(self, root: Path) -> StackSettings:
+        """Anchor relative paths at the repository root, so any working directory works."""
+        return self.model_copy(
+            update={
+                "state_dir": _anchor(self.state_dir, root),
+                "env_file": _anchor(self.env_file, root),
+            }
+        )
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The credentials a user types or pastes, under the names `status --json` promises."""
+        return {
+            "airflow_username": self.airflow_username,
+            "airflow_password": self.airflow_password,
+            "jupyter_token": self.jupyter_token,
+            "s3_access_key": self.s3_access_key,
+            "s3_secret_key": self.s3_secret_key,
+        }
+
+    def missing_credentials(self) -> list[str]:
+        return [name for name in GENERATED_CREDENTIALS if not getattr(self, name)]
+
+
+def _anchor(path: Path, root: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (root / path)
+
+
+def load_settings(root: Path = REPO_ROOT) -> StackSettings:
+    """Read settings from the environment and `.env`; raise SettingsError on a bad value."""
+    env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
+    try:
+        settings = StackSettings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(_explain(error)) from None
+    return settings.resolve_paths(root)
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        hint = _HINTS.get(field, "see the README's settings table")
+        lines.append(f"{variable}={problem['input']!r} is not valid ({problem['msg']}): {hint}")
+    return "\n".join(lines)
+
+
+_PORT_HINT = "use a whole number from 1 to 65535"
+_HINTS = {
+    "airflow_port": _PORT_HINT,
+    "mlflow_port": _PORT_HINT,
+    "jupyter_port": _PORT_HINT,
+    "s3_port": _PORT_HINT,
+    "s3_console_port": _PORT_HINT,
+    "s3_backend": "use one of auto, minio, rclone, none",
+    "ready_timeout": "use a number of seconds greater than 0",
+    "airflow_parallelism": "use a whole number from 1 to 64",
+}
+
+
+def ensure_credentials(settings: StackSettings) -> StackSettings:
+    """Generate the missing credentials into `.env` (mode 0600), keeping every existing line."""
+    missing = settings.missing_credentials()
+    if not missing:
+        return settings
+    generated = {name: secrets.token_urlsafe(GENERATED_CREDENTIALS[name]) for name in missing}
+    path = settings.env_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text() if path.exists() else ""
+    header = (
+        "" if existing else "# H2Ops credentials, generated on first `nox -s up`. Keep private.\n"
+    )
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    lines = "".join(f"{ENV_PREFIX}{name.upper()}={value}\n" for name, value in generated.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(header + existing + lines)
+    path.chmod(0o600)
+    return settings.model_copy(update=generated)
