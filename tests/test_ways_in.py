@@ -47,7 +47,6 @@ SHELL_PACKAGES = [
     "minio-client",
     "rclone",
     "nodejs_22",
-    "devcontainer",
     "git",
 ]
 # The sessions noxfile.py promises; used until noxfile.py exists.
@@ -142,7 +141,6 @@ in
   minio-client = stub "minio-client";
   rclone = stub "rclone";
   nodejs_22 = stub "nodejs_22";
-  devcontainer = stub "devcontainer";
   git = stub "git";
   zlib = pkg "zlib" "{zlib}";
   nixfmt-tree = stub "nixfmt-tree";
@@ -254,6 +252,14 @@ def test_shell_hook_settings(flake_eval):
     assert "_h2ops_wheel_libs.pth" not in flake_eval["hookDarwin"], "macOS wheels need no preload"
 
 
+FAKE_NPM = """#!/bin/sh
+# Stands in for `npm ci --prefix DIR`: records the call and installs a devcontainer CLI.
+echo "$*" >> "$FAKE_NPM_CALLS"
+rm -rf "$3/node_modules" && mkdir -p "$3/node_modules/.bin"
+printf '#!/bin/sh\\necho devcontainer 0.0.0\\n' > "$3/node_modules/.bin/devcontainer"
+chmod +x "$3/node_modules/.bin/devcontainer"
+"""
+
 FAKE_UV = """#!/bin/sh
 # Stands in for `uv sync --locked`: records the call and makes a .venv like uv would.
 echo "$*" >> "$FAKE_UV_CALLS"
@@ -272,15 +278,21 @@ class ShellHook:
         (root / "uv.lock").write_text("version = 1\n")
         (root / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
         (root / "project" / "pyproject.toml").write_text("[project]\nname = 'member'\n")
+        (root / "tools").mkdir()
+        (root / "tools" / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
         bin_dir = root / "fake-bin"
         bin_dir.mkdir()
         (bin_dir / "uv").write_text(FAKE_UV)
         (bin_dir / "uv").chmod(0o755)
+        (bin_dir / "npm").write_text(FAKE_NPM)
+        (bin_dir / "npm").chmod(0o755)
         self.calls = root / "uv-calls"
+        self.npm_calls = root / "npm-calls"
         self.env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "FAKE_UV_CALLS": str(self.calls),
+            "FAKE_NPM_CALLS": str(self.npm_calls),
             "PYTHONPATH": "/nix/store/stub-nox-deps",
         }
         self.env.pop("VIRTUAL_ENV", None)
@@ -291,7 +303,8 @@ class ShellHook:
             + '\nprintf "%s\\n" "VIRTUAL_ENV=${VIRTUAL_ENV-}" '
             + (
                 '"PYTHONPATH=${PYTHONPATH-unset}" "LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}" '
-                '"UV_PYTHON=${UV_PYTHON-}" "UV_PYTHON_DOWNLOADS=${UV_PYTHON_DOWNLOADS-}"'
+                '"UV_PYTHON=${UV_PYTHON-}" "UV_PYTHON_DOWNLOADS=${UV_PYTHON_DOWNLOADS-}" '
+                '"DEVCONTAINER=$(command -v devcontainer)"'
             )
         )
         result = run(["bash", "-c", script], cwd=cwd or self.root, env=self.env)
@@ -302,6 +315,10 @@ class ShellHook:
     @property
     def syncs(self) -> int:
         return len(self.calls.read_text().splitlines()) if self.calls.exists() else 0
+
+    @property
+    def npm_installs(self) -> int:
+        return len(self.npm_calls.read_text().splitlines()) if self.npm_calls.exists() else 0
 
 
 def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_eval, tmp_path):
@@ -331,6 +348,22 @@ def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_e
     assert shell.syncs == 4, "the interpreter changed"
     shell.enter(flake_eval["hookOtherPython"])
     assert shell.syncs == 4
+
+
+def test_shell_hook_installs_the_locked_node_tools_only_when_their_lock_changes(
+    flake_eval, tmp_path
+):
+    shell = ShellHook(tmp_path)
+    env = shell.enter(flake_eval["hookLinux"])
+    assert shell.npm_calls.read_text().split("\n")[0] == (
+        f"ci --prefix {tmp_path}/tools --no-audit --no-fund"
+    )
+    assert env["DEVCONTAINER"] == str(tmp_path / "tools" / "node_modules" / ".bin" / "devcontainer")
+    shell.enter(flake_eval["hookLinux"])
+    assert shell.npm_installs == 1, "nothing changed: no install"
+    (tmp_path / "tools" / "package-lock.json").write_text('{"lockfileVersion": 3, "x": 1}\n')
+    shell.enter(flake_eval["hookLinux"])
+    assert shell.npm_installs == 2, "tools/package-lock.json changed"
 
 
 def test_linux_shell_hook_makes_only_the_venv_preload_wheel_libraries(flake_eval, tmp_path):
