@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,22 @@ class StackSettings(BaseSettings):
     s3_access_key: str = ""
     s3_secret_key: str = ""
 
+    @model_validator(mode="after")
+    def _ports_differ(self) -> StackSettings:
+        ports = {
+            "H2OPS_AIRFLOW_PORT": self.airflow_port,
+            "H2OPS_MLFLOW_PORT": self.mlflow_port,
+            "H2OPS_JUPYTER_PORT": self.jupyter_port,
+            "H2OPS_S3_PORT": self.s3_port,
+            "H2OPS_S3_CONSOLE_PORT": self.s3_console_port,
+        }
+        seen: dict[int, str] = {}
+        for variable, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{variable} and {seen[port]} are both {port}: give each its own")
+            seen[port] = variable
+        return self
+
     def resolve_paths(self, root: Path) -> StackSettings:
         """Anchor relative paths at the repository root, so any working directory works."""
         return self.model_copy(
@@ -106,7 +122,10 @@ def load_settings(root: Path = REPO_ROOT) -> StackSettings:
 def _explain(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        if not problem["loc"]:  # a rule across fields: its message names the variables
+            lines.append(str(problem["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(problem["loc"][0])
         variable = f"{ENV_PREFIX}{field.upper()}"
         hint = _HINTS.get(field, "see the README's settings table")
         lines.append(f"{variable}={problem['input']!r} is not valid ({problem['msg']}): {hint}")

@@ -1,0 +1,82 @@
+"""H2Ops sessions: `nox -s up` starts the stack, `nox -s test` tests it; `nox -l` lists all.
+
+Each session syncs `.venv` from uv.lock, then hands its arguments to `python -m services` or a
+tool; the logic lives in `services/`, where tests can reach it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent))
+from services.bootstrap import sync_command, venv_python
+
+nox.options.sessions = ["lint", "test"]
+nox.options.default_venv_backend = "none"
+
+
+def _stack(session: nox.Session, command: str) -> None:
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "services", command, *session.posargs, external=True)
+
+
+@nox.session
+def up(session: nox.Session) -> None:
+    """Start the stack (or `-- SERVICE...`) and wait until healthy; prints URLs and logins."""
+    _stack(session, "up")
+
+
+@nox.session
+def down(session: nox.Session) -> None:
+    """Stop the stack (or `-- SERVICE...`); data is kept."""
+    _stack(session, "down")
+
+
+@nox.session
+def restart(session: nox.Session) -> None:
+    """Restart services: `nox -s restart -- mlflow`."""
+    _stack(session, "restart")
+
+
+@nox.session
+def status(session: nox.Session) -> None:
+    """Show health, URLs and credentials; `-- --json` for scripts. Exits 0 only if healthy."""
+    _stack(session, "status")
+
+
+@nox.session
+def logs(session: nox.Session) -> None:
+    """Show logs: `nox -s logs -- airflow -f` follows Airflow's."""
+    _stack(session, "logs")
+
+
+@nox.session
+def clean(session: nox.Session) -> None:
+    """Delete all state (data, databases, logs): `nox -s clean -- --yes`."""
+    _stack(session, "clean")
+
+
+@nox.session
+def test(session: nox.Session) -> None:
+    """Run the tests on real services (`-- -m "not e2e"` skips the end-to-end run)."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "pytest", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "ruff", "check", ".", external=True)
+    session.run(venv_python(), "-m", "ruff", "format", "--check", ".", external=True)
+
+
+@nox.session
+def fmt(session: nox.Session) -> None:
+    """ruff: fix what can be fixed and format."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "ruff", "check", "--fix", ".", external=True)
+    session.run(venv_python(), "-m", "ruff", "format", ".", external=True)

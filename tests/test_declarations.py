@@ -1,0 +1,189 @@
+"""Service declarations: what each service runs, on which port, needing what, told what."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from services import port_forwarding
+from services.catalog import declare_services
+from services.client_env import client_environment
+from services.layout import StateLayout
+from services.s3_store import resolve_backend
+from services.settings import StackSettings
+from services.supervisor import render_config
+
+CLIENT_VARIABLES = {
+    "MLFLOW_TRACKING_URI",
+    "AWS_ENDPOINT_URL_S3",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+}
+
+
+def make_settings(tmp_path: Path, **values: object) -> StackSettings:
+    defaults = {
+        "s3_access_key": "access",
+        "s3_secret_key": "secret",
+        "airflow_password": "pw",
+        "airflow_jwt_secret": "jwt",
+        "jupyter_token": "token",
+        "state_dir": tmp_path / "state",
+        "s3_backend": "rclone",
+    }
+    return StackSettings(**{**defaults, **values})
+
+
+def by_name(settings: StackSettings) -> dict:
+    return {service.name: service for service in declare_services(settings)}
+
+
+def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
+    services = by_name(make_settings(tmp_path, airflow_port=18080))
+    assert list(services) == ["s3", "mlflow", "airflow", "jupyter"]
+    assert services["airflow"].ports == {"H2OPS_AIRFLOW_PORT": 18080}
+    assert services["mlflow"].requires == ("s3",)
+    assert services["airflow"].program_names == [
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ]
+
+
+def test_airflow_is_configured_for_a_laptop(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, airflow_port=18080, airflow_parallelism=3)
+    airflow = by_name(settings)["airflow"]
+    env = airflow.programs[0].environment
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "3"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "jwt"
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith(os.path.join("project", "dags"))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    assert int(env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"]) <= 10
+    # one configuration shared by every component, so they agree on secret and URLs
+    assert all(program.environment == env for program in airflow.programs)
+
+
+def test_rclone_keeps_credentials_out_of_argv(tmp_path: Path) -> None:
+    s3 = by_name(make_settings(tmp_path))["s3"]
+    program = s3.programs[0]
+    assert "secret" not in " ".join(program.command)
+    assert program.environment["H2OPS_RCLONE_SECRET_KEY"] == "secret"
+    assert s3.details["backend"] == "rclone"
+
+
+def test_auto_prefers_minio_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin" / "minio"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    settings = make_settings(tmp_path, s3_backend="auto")
+    assert resolve_backend(settings)[0] == "minio"
+    s3 = by_name(settings)["s3"]
+    assert s3.programs[0].command[:2] == [str(fake), "server"]
+    assert s3.ports == {"H2OPS_S3_PORT": 9000, "H2OPS_S3_CONSOLE_PORT": 9001}
+    assert s3.programs[0].environment["MINIO_ROOT_PASSWORD"] == "secret"
+
+
+def test_auto_falls_back_to_rclone_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backend, reason = resolve_backend(make_settings(tmp_path, s3_backend="auto"))
+    assert backend == "rclone"
+    assert "no minio binary on PATH" in reason
+
+
+def test_without_object_store_mlflow_keeps_artifacts_locally(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, s3_backend="none")
+    services = by_name(settings)
+    assert "s3" not in services
+    assert services["mlflow"].requires == ()
+    command = services["mlflow"].programs[0].command
+    assert command[command.index("--artifacts-destination") + 1].startswith("file://")
+    env = client_environment(settings)
+    assert env["H2OPS_DATA_URL"].startswith("file://")
+    assert "AWS_ENDPOINT_URL_S3" not in env
+
+
+def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, mlflow_port=15000, s3_port=19000, host="0.0.0.0")
+    env = client_environment(settings)
+    assert set(env) >= CLIENT_VARIABLES
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+    assert env["AWS_ENDPOINT_URL_S3"] == env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19000"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "secret"
+
+
+def test_supervisor_config_escapes_and_groups(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, jupyter_token="50%off")
+    services = declare_services(settings)
+    programs = [p for s in services for p in s.programs]
+    config = render_config(StateLayout.of(settings), programs, {"H2OPS_STACK": "x"})
+    assert config.count("[program:") == 7
+    assert config.count("autostart=false") == 7
+    assert config.count("stopasgroup=true") == config.count("killasgroup=true") == 7
+    assert "50%%off" in config and "50%off" not in config.replace("50%%off", "")
+
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    parser.read_string(config)
+    from supervisor.datatypes import dict_of_key_value_pairs
+
+    env = dict_of_key_value_pairs(parser["program:jupyter"]["environment"].replace("%%", "%"))
+    assert env["JUPYTER_TOKEN"] == "50%off"
+    assert env["H2OPS_STACK"] == "x"
+
+
+def test_long_state_dirs_get_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    layout = StateLayout(deep)
+    assert len(str(layout.supervisor_socket)) <= 100
+    assert StateLayout(Path("/tmp/s")).supervisor_socket == Path("/tmp/s/supervisor.sock")
+
+
+CODESPACES = {
+    "CODESPACE_NAME": "fluffy-lake-123",
+    "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
+}
+
+
+def test_local_run_accepts_only_loopback_hosts() -> None:
+    hosts = port_forwarding.mlflow_allowed_hosts(5000, {})
+    assert "localhost" in hosts and "127.0.0.1:*" in hosts
+    assert not any("github" in host or host == "*" for host in hosts)
+    assert port_forwarding.allowed_origins(5000, {}) == []
+    assert port_forwarding.jupyter_local_hostnames(8888, {}) == ["localhost"]
+
+
+def test_codespaces_accepts_its_forwarded_host() -> None:
+    forwarded = "fluffy-lake-123-5000.app.github.dev"
+    assert port_forwarding.forwarded_host(5000, CODESPACES) == forwarded
+    assert forwarded in port_forwarding.mlflow_allowed_hosts(5000, CODESPACES)
+    assert port_forwarding.allowed_origins(5000, CODESPACES) == [f"https://{forwarded}"]
+    names = port_forwarding.jupyter_local_hostnames(8888, CODESPACES)
+    assert "fluffy-lake-123-8888.app.github.dev" in names
+
+
+def test_codespaces_settings_reach_the_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in CODESPACES.items():
+        monkeypatch.setenv(key, value)
+    services = by_name(make_settings(tmp_path))
+    mlflow_env = services["mlflow"].programs[0].environment
+    assert "fluffy-lake-123-5000.app.github.dev" in mlflow_env["MLFLOW_SERVER_ALLOWED_HOSTS"]
+    assert mlflow_env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] == (
+        "https://fluffy-lake-123-5000.app.github.dev"
+    )
+    jupyter = " ".join(services["jupyter"].programs[0].command)
+    assert "fluffy-lake-123-8888.app.github.dev" in jupyter
+    assert "--ServerApp.allow_origin=https://fluffy-lake-123-8888.app.github.dev" in jupyter

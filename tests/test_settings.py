@@ -1,0 +1,91 @@
+"""Settings: defaults, overrides, clear errors, and credentials generated once into `.env`."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from services.settings import SettingsError, StackSettings, ensure_credentials, load_settings
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in list(os.environ):
+        if key.startswith("H2OPS_"):
+            monkeypatch.delenv(key)
+    env_file = tmp_path / "stack.env"
+    monkeypatch.setenv("H2OPS_ENV_FILE", str(env_file))
+    return env_file
+
+
+def test_defaults_are_loopback_and_documented_ports(clean_env: Path, tmp_path: Path) -> None:
+    settings = load_settings(tmp_path)
+    assert settings.host == "127.0.0.1"
+    ports = (settings.airflow_port, settings.mlflow_port, settings.jupyter_port)
+    assert ports == (8080, 5000, 8888)
+    assert (settings.s3_port, settings.s3_console_port) == (9000, 9001)
+    assert settings.s3_backend == "auto"
+    assert settings.state_dir == tmp_path / ".h2ops"
+
+
+def test_environment_beats_env_file(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean_env.write_text("H2OPS_MLFLOW_PORT=5100\nH2OPS_AIRFLOW_PORT=8100\n")
+    monkeypatch.setenv("H2OPS_AIRFLOW_PORT", "8200")
+    settings = load_settings(tmp_path)
+    assert settings.mlflow_port == 5100
+    assert settings.airflow_port == 8200
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("H2OPS_AIRFLOW_PORT", "abc", "H2OPS_AIRFLOW_PORT='abc'"),
+        ("H2OPS_S3_PORT", "70000", "H2OPS_S3_PORT='70000'"),
+        ("H2OPS_S3_BACKEND", "ceph", "H2OPS_S3_BACKEND='ceph'"),
+        ("H2OPS_JUPYTER_PORT", "5000", "H2OPS_JUPYTER_PORT and H2OPS_MLFLOW_PORT are both 5000"),
+    ],
+)
+def test_bad_values_name_the_variable_and_value(
+    clean_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings(tmp_path)
+    assert expected in str(error.value)
+
+
+def test_credentials_are_generated_once_private_and_kept(clean_env: Path, tmp_path: Path) -> None:
+    clean_env.write_text("# mine\nH2OPS_MLFLOW_PORT=5100\n")
+    first = ensure_credentials(load_settings(tmp_path))
+    assert all(first.credentials.values())
+    assert first.missing_credentials() == []
+    assert stat.S_IMODE(clean_env.stat().st_mode) == 0o600
+    text = clean_env.read_text()
+    assert text.startswith("# mine\nH2OPS_MLFLOW_PORT=5100\n")
+    second = ensure_credentials(load_settings(tmp_path))
+    assert second.credentials == first.credentials
+    assert clean_env.read_text() == text
+
+
+def test_no_credential_has_a_default() -> None:
+    defaults = StackSettings.model_fields
+    for name in ("airflow_password", "jupyter_token", "s3_access_key", "s3_secret_key"):
+        assert defaults[name].default == ""
+
+
+def test_two_projects_get_different_credentials(clean_env: Path, tmp_path: Path) -> None:
+    first = ensure_credentials(load_settings(tmp_path)).credentials
+    clean_env.unlink()
+    second = ensure_credentials(load_settings(tmp_path)).credentials
+    assert first["airflow_password"] != second["airflow_password"]
+    assert first["s3_secret_key"] != second["s3_secret_key"]
