@@ -1,0 +1,39 @@
+"""Airflow DAG `example_inference`: runs whenever the champion model's Asset is updated.
+
+Loads models:/example-water-mask@champion, predicts water masks for a batch of new tiles,
+and writes masks and water-area statistics under predictions/<batch>/ in the data store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Asset, dag, get_current_context, task
+
+from water_mapping import workflow_steps
+from water_mapping.model.registry import CHAMPION_MODEL_URI
+
+CHAMPION_MODEL = Asset(CHAMPION_MODEL_URI)
+
+
+@dag(
+    dag_id="example_inference",
+    schedule=[CHAMPION_MODEL],
+    catchup=False,
+    tags=["example", "inference"],
+    doc_md=__doc__,
+)
+def example_inference() -> None:
+    @task
+    def receive_new_tiles() -> dict[str, str]:
+        batch_id = workflow_steps.batch_id_from(get_current_context()["run_id"])
+        return {"batch_id": batch_id, "dataset": workflow_steps.receive_new_tiles(batch_id)}
+
+    @task
+    def predict(batch: dict[str, str]) -> dict[str, Any]:
+        return workflow_steps.predict_water_masks(batch["dataset"], batch["batch_id"])
+
+    predict(receive_new_tiles())
+
+
+example_inference()

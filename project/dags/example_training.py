@@ -1,0 +1,47 @@
+"""Airflow DAG `example_training`: generate -> preprocess -> train -> register.
+
+Tiles and features go to the data store ($H2OPS_DATA_URL), runs and the model to MLflow
+($MLFLOW_TRACKING_URI). The last task updates the champion model's Asset, which schedules
+`example_inference`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Asset, dag, task
+
+from water_mapping import workflow_steps
+from water_mapping.model.registry import CHAMPION_MODEL_URI
+
+CHAMPION_MODEL = Asset(CHAMPION_MODEL_URI)
+
+
+@dag(
+    dag_id="example_training",
+    schedule=None,
+    catchup=False,
+    tags=["example", "training"],
+    doc_md=__doc__,
+)
+def example_training() -> None:
+    @task
+    def generate() -> str:
+        return workflow_steps.generate_training_tiles()
+
+    @task
+    def preprocess(dataset: str) -> str:
+        return workflow_steps.build_features(dataset)
+
+    @task
+    def train(dataset: str) -> dict[str, Any]:
+        return workflow_steps.train_water_classifier(dataset)
+
+    @task(outlets=[CHAMPION_MODEL])
+    def register(training: dict[str, Any]) -> dict[str, str]:
+        return workflow_steps.register_champion_model(training)
+
+    register(train(preprocess(generate())))
+
+
+example_training()

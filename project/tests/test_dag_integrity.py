@@ -1,0 +1,61 @@
+"""DAG integrity: every file in project/dags imports, the example DAGs exist and are acyclic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from water_mapping.model.registry import CHAMPION_MODEL_URI
+
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
+EXAMPLE_DAG_IDS = {"example_training", "example_inference", "example_training_from_config"}
+TRAINING_TASKS = {
+    "generate": set(),
+    "preprocess": {"generate"},
+    "train": {"preprocess"},
+    "register": {"train"},
+}
+
+
+@pytest.fixture(scope="module")
+def dag_bag(airflow_home: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_every_dag_file_imports_without_errors(dag_bag: Any) -> None:
+    assert dag_bag.import_errors == {}
+    files_with_dags = {Path(dag.fileloc).name for dag in dag_bag.dags.values()}
+    assert {path.name for path in DAGS_FOLDER.glob("*.py")} <= files_with_dags
+
+
+def test_the_example_dags_exist(dag_bag: Any) -> None:
+    assert set(dag_bag.dag_ids) >= EXAMPLE_DAG_IDS
+
+
+def test_no_dag_has_a_cycle(dag_bag: Any) -> None:
+    for dag in dag_bag.dags.values():
+        dag.check_cycle()  # raises on a cycle
+
+
+@pytest.mark.parametrize("dag_id", ["example_training", "example_training_from_config"])
+def test_training_runs_generate_preprocess_train_register(dag_bag: Any, dag_id: str) -> None:
+    dag = dag_bag.dags[dag_id]
+    assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == TRAINING_TASKS
+
+
+@pytest.mark.parametrize("dag_id", ["example_training", "example_training_from_config"])
+def test_training_updates_the_asset_that_schedules_inference(dag_bag: Any, dag_id: str) -> None:
+    register = dag_bag.dags[dag_id].get_task("register")
+    assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
+    inference = dag_bag.dags["example_inference"]
+    assert [asset.uri for asset in inference.timetable.asset_condition.objects] == [
+        CHAMPION_MODEL_URI
+    ]
+
+
+def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
+    assert "dagfactory" not in dag_bag.dags["example_training_from_config"].tags

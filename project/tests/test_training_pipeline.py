@@ -1,0 +1,140 @@
+"""The DAGs run in-process with dag.test(): a real S3 server (rclone) and a SQLite MLflow store.
+
+This is the training pipeline as Airflow runs it, minus the scheduler: the tasks, XComs,
+the Asset event, the S3 layout and the registry alias are the real ones.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
+from water_mapping.utils.data_store import open_data_store
+from water_mapping.workflow_steps import PREDICTIONS_PREFIX
+
+if TYPE_CHECKING:
+    from conftest import S3Server
+
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dag_bag(airflow_db: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture
+def stack_env(
+    s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> S3Server:
+    """The client environment of the stack contract; MLflow artifacts go to s3://mlflow/."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    monkeypatch.chdir(tmp_path)
+    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
+        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location="s3://mlflow/experiments")
+    return s3_data_env
+
+
+def test_s3_store_keeps_its_keys_under_the_url_prefix(s3_data_env: S3Server) -> None:
+    store = open_data_store("s3://data/prefix-test")
+    url = store.put_bytes("a/b.bin", b"x")
+
+    assert url == "s3://data/prefix-test/a/b.bin"
+    assert store.list_keys("a/") == ["a/b.bin"]
+    assert store.get_bytes("a/b.bin") == b"x"
+    listing = s3_data_env.client().list_objects_v2(Bucket="data", Prefix="prefix-test/")
+    assert [item["Key"] for item in listing["Contents"]] == ["prefix-test/a/b.bin"]
+
+
+def test_training_registers_a_champion_and_its_asset_feeds_inference(
+    dag_bag: Any, stack_env: S3Server
+) -> None:
+    training_run = dag_bag.dags["example_training"].test()
+
+    assert training_run.state == "success"
+    data = open_data_store()
+    assert len(data.list_keys("raw/training/")) == 8
+    assert len(data.list_keys("features/training/")) == 8
+
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    parent = client.get_run(champion.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert len(children) >= 2
+    assert parent.data.metrics["best_val_iou"] > 0.8
+    model_files = _keys(stack_env, "mlflow")
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    assert any(model_id in key and key.endswith("MLmodel") for key in model_files), (
+        champion.source,
+        model_files,
+    )
+    assert training_run.run_id in [event["source_run_id"] for event in _champion_asset_events()]
+
+    inference_run = dag_bag.dags["example_inference"].test()
+
+    assert inference_run.state == "success"
+    batch_prefix = f"{PREDICTIONS_PREFIX}/"
+    predictions = [key for key in data.list_keys(batch_prefix) if key.endswith(".csv")]
+    assert len(predictions) == 1
+    statistics = pd.read_csv(io.BytesIO(data.get_bytes(predictions[0])))
+    assert len(statistics) == 3
+    assert statistics["iou_vs_truth"].mean() > 0.8
+
+
+def test_training_defined_in_yaml_trains_and_promotes_a_new_champion(
+    dag_bag: Any, stack_env: S3Server
+) -> None:
+    client = MlflowClient()
+    before = _champion_version(client)
+
+    run = dag_bag.dags["example_training_from_config"].test()
+
+    assert run.state == "success"
+    assert _champion_version(client) > before
+    assert run.run_id in [event["source_run_id"] for event in _champion_asset_events()]
+
+
+def _champion_version(client: MlflowClient) -> int:
+    try:
+        return int(client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version)
+    except mlflow.exceptions.MlflowException:
+        return 0
+
+
+def _keys(server: S3Server, bucket: str) -> list[str]:
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def _champion_asset_events() -> list[dict[str, Any]]:
+    """Events of the champion model's Asset, from Airflow's database."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == CHAMPION_MODEL_URI)
+            .order_by(AssetEvent.id)
+        )
+        return [
+            {"source_dag_id": event.source_dag_id, "source_run_id": event.source_run_id}
+            for event in events
+        ]
