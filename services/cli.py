@@ -86,7 +86,7 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
     backend, reason = resolve_backend(stack.settings)
     console.print(f"S3 backend: [bold]{backend}[/bold] ({reason})")
     started = time.monotonic()
-    rows: dict[str, str] = {}
+    rows = {service.name: "waiting" for service in stack.select(args.services)}
 
     def render() -> Table:
         table = Table.grid(padding=(0, 2))
@@ -106,7 +106,8 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
                 console.print(f"✓ {name} {event}")
 
         stack.up(args.services, report)
-    console.print(render())
+    if console.is_terminal:  # elsewhere each line was printed as it happened
+        console.print(render())
     console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
     _print_status(stack.status())
     return 0

@@ -136,7 +136,7 @@ def s3_client(settings: StackSettings, endpoint: str):
 
 def create_buckets(settings: StackSettings, endpoint: str) -> None:
     """Create the buckets the stack and the example need; existing ones are left alone."""
-    client = s3_client(settings, endpoint)
+    client = s3_client(endpoint, settings.s3_access_key, settings.s3_secret_key)
     existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
     for bucket in BUCKETS:
         if bucket not in existing:

@@ -446,7 +446,7 @@ def test_devcontainer_lifecycle_caches_setup_and_does_not_start_the_stack():
     config = devcontainer()
     assert config["updateContentCommand"].startswith("nix develop")
     assert config["waitFor"] == "updateContentCommand"
-    # Decision (docs/ways-in.md): the stack starts with `nox -s up`, never on container start.
+    # Decision (README, "Ways in"): the stack starts with `nox -s up`, never on container start.
     assert "postStartCommand" not in config
     assert "postAttachCommand" not in config
     commands = [config[k] for k in ("onCreateCommand", "updateContentCommand", "postCreateCommand")]
@@ -584,7 +584,7 @@ def called_nox_sessions() -> dict[str, set[str]]:
         *(REPO_ROOT / ".devcontainer").glob("*.sh"),
         *WORKFLOWS,
         FLAKE,
-        REPO_ROOT / "docs" / "ways-in.md",
+        REPO_ROOT / "README.md",
     ]
     pattern = re.compile(r"\bnox(?:\s+-[^s\s-]\S*)*\s+(?:-s|--session)\s+([A-Za-z0-9_-]+)")
     return {

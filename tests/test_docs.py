@@ -1,0 +1,50 @@
+"""The README tells the truth: its quick start is what CI runs, its sessions exist."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Quick start", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the Quick start section has no code block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def nox_sessions() -> set[str]:
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("session" in ast.unparse(d) for d in node.decorator_list)
+    }
+
+
+def test_quick_start_is_two_commands_that_ci_runs_verbatim() -> None:
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    assert "nox -s up" in commands[0] and "nox -s test" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci, f"{command!r} is not run by .ci/run"
+
+
+def test_every_session_the_readme_names_exists() -> None:
+    named = set(re.findall(r"nox -s ([a-z_-]+)", README))
+    assert named <= nox_sessions(), named - nox_sessions()
+
+
+def test_readme_lists_every_setting() -> None:
+    from services.settings import StackSettings
+
+    for name in StackSettings.model_fields:
+        if name == "airflow_username":
+            continue
+        assert f"H2OPS_{name.upper()}" in README, name

@@ -1,0 +1,147 @@
+"""The whole stack, through the clients a user's code uses: S3, MLflow, Airflow, Jupyter."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from services.s3_store import s3_client
+from services.testing import RunningStack
+
+pytestmark = pytest.mark.stack
+WAIT_SECONDS = 90
+
+
+def s3(stack: RunningStack, secret: str | None = None):
+    return s3_client(stack.s3_endpoint, stack.s3_access_key, secret or stack.s3_secret_key)
+
+
+def airflow_token(stack: RunningStack) -> str:
+    response = httpx.post(
+        f"{stack.airflow_url}/auth/token",
+        json={"username": stack.airflow_username, "password": stack.airflow_password},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
+    report = stack.run.status()
+    names = [service["name"] for service in report["services"]]
+    assert names == ["s3", "mlflow", "airflow", "jupyter"]
+    assert all(service["healthy"] for service in report["services"]), report
+    s3_entry = report["services"][0]
+    assert s3_entry["backend"] in ("minio", "rclone")
+    assert set(report["credentials"]) == {
+        "airflow_username",
+        "airflow_password",
+        "jupyter_token",
+        "s3_access_key",
+        "s3_secret_key",
+    }
+    assert stack.run.cli("status").returncode == 0
+
+
+def test_up_again_leaves_running_services_alone(stack: RunningStack) -> None:
+    before = {s["name"]: s["pid"] for s in stack.run.status()["services"]}
+    result = stack.run.up()
+    assert result.stderr.count("already running") == 4
+    after = {s["name"]: s["pid"] for s in stack.run.status()["services"]}
+    assert after == before
+
+
+def test_s3_put_get_with_generated_keys_and_refuses_wrong_ones(stack: RunningStack) -> None:
+    client = s3(stack)
+    buckets = {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}
+    assert {"mlflow", "data"} <= buckets
+    key = f"tests/{uuid.uuid4().hex}.txt"
+    client.put_object(Bucket="data", Key=key, Body=b"lake")
+    assert client.get_object(Bucket="data", Key=key)["Body"].read() == b"lake"
+    with pytest.raises(ClientError):
+        s3(stack, secret="wrong-secret").get_object(Bucket="data", Key=key)
+
+
+def test_mlflow_logs_metric_and_artifact_into_the_bucket(stack: RunningStack, tmp_path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    experiment_id = client.create_experiment(f"stack-test-{uuid.uuid4().hex[:8]}")
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "iou", 0.75)
+    artifact = tmp_path / "note.txt"
+    artifact.write_text("water")
+    previous = {k: os.environ.get(k) for k in stack.env}
+    os.environ.update(stack.env)
+    try:
+        mlflow.set_tracking_uri(stack.mlflow_url)
+        client.log_artifact(run.info.run_id, str(artifact))
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert client.get_run(run.info.run_id).data.metrics["iou"] == 0.75
+    keys = [o["Key"] for o in s3(stack).list_objects_v2(Bucket="mlflow").get("Contents", [])]
+    assert any(k.endswith(f"{run.info.run_id}/artifacts/note.txt") for k in keys), keys
+
+
+def test_airflow_api_needs_a_token_and_lists_dags(stack: RunningStack) -> None:
+    anonymous = httpx.get(f"{stack.airflow_url}/api/v2/dags", timeout=30)
+    assert anonymous.status_code == 401
+    headers = {"Authorization": f"Bearer {airflow_token(stack)}"}
+    response = httpx.get(f"{stack.airflow_url}/api/v2/dags", headers=headers, timeout=30)
+    assert response.status_code == 200
+    assert "dags" in response.json()
+    wrong = httpx.post(
+        f"{stack.airflow_url}/auth/token",
+        json={"username": stack.airflow_username, "password": "not-the-password"},
+        timeout=30,
+    )
+    assert wrong.status_code in (401, 403)
+
+
+def test_jupyter_starts_a_kernel_with_the_token_only(stack: RunningStack) -> None:
+    url = f"{stack.jupyter_url}/api/kernels"
+    assert httpx.post(url, json={"name": "python3"}, timeout=30).status_code == 403
+    headers = {"Authorization": f"token {stack.jupyter_token}"}
+    response = httpx.post(url, json={"name": "python3"}, headers=headers, timeout=60)
+    assert response.status_code == 201, response.text
+    kernel = response.json()["id"]
+    try:
+        listed = httpx.get(url, headers=headers, timeout=30).json()
+        assert kernel in [k["id"] for k in listed]
+    finally:
+        httpx.delete(f"{url}/{kernel}", headers=headers, timeout=30)
+
+
+def test_foreign_host_header_is_refused_locally(stack: RunningStack) -> None:
+    headers = {"Host": "evil.example.com"}
+    response = httpx.get(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search", headers=headers)
+    assert response.status_code == 403
+    jupyter = httpx.get(
+        f"{stack.jupyter_url}/api/status",
+        headers={**headers, "Authorization": f"token {stack.jupyter_token}"},
+    )
+    assert jupyter.status_code == 403
+
+
+def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) -> None:
+    before = {s["name"]: s for s in stack.run.status()["services"]}["mlflow"]
+    os.kill(before["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        now = {s["name"]: s for s in stack.run.status()["services"]}["mlflow"]
+        if now["healthy"] and now["pid"] != before["pid"]:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"mlflow did not come back within {WAIT_SECONDS} s: {now}")
