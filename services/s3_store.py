@@ -120,15 +120,16 @@ def _answers_s3(endpoint: str) -> HealthProbe:
     return probe
 
 
-def s3_client(settings: StackSettings, endpoint: str):
+def s3_client(endpoint: str, access_key: str, secret_key: str):
+    """A boto3 client for the stack's S3 server (path-style, as MinIO and rclone expect)."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
     )
