@@ -1,0 +1,228 @@
+"""End to end on the running stack: the example as a user would run it.
+
+Airflow trains (triggered through its REST API), the model Asset triggers inference, MLflow
+holds the champion alias, the mlflow bucket holds the model's files, the data store holds
+predictions, and the notebooks run top to bottom in a kernel with the stack's environment.
+
+Needs the `stack` fixture (root conftest.py -> services.testing), an object with
+`airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
+`airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
+and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import nbformat
+import pytest
+from botocore.config import Config
+from mlflow import MlflowClient
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME
+from water_mapping.utils.data_store import open_data_store
+from water_mapping.workflow_steps import PREDICTIONS_PREFIX, batch_id_from
+
+pytestmark = pytest.mark.e2e
+
+TRAINING_DAG = "example_training"
+INFERENCE_DAG = "example_inference"
+DAG_PARSE_TIMEOUT = 120.0  # the DAG processor picks up files every few seconds
+RUN_TIMEOUT = 300.0
+POLL_INTERVAL = 2.0
+CELL_TIMEOUT = 300
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FINISHED = {"success", "failed"}
+
+
+class AirflowApi:
+    """The few calls of Airflow's REST API (v2) that the test makes, with a JWT from /auth/token."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        token = httpx.post(
+            f"{url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        token.raise_for_status()
+        self.client = httpx.Client(
+            base_url=f"{url}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=30,
+        )
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.client.request(method, path, **kwargs)
+        if response.is_error:
+            raise AssertionError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def wait_until_parsed(self, dag_id: str) -> None:
+        deadline = time.monotonic() + DAG_PARSE_TIMEOUT
+        while self.client.get(f"/dags/{dag_id}").status_code != 200:
+            if time.monotonic() > deadline:
+                errors = self._json("GET", "/importErrors")
+                raise AssertionError(f"{dag_id} not parsed in {DAG_PARSE_TIMEOUT} s: {errors}")
+            time.sleep(POLL_INTERVAL)
+
+    def unpause(self, dag_id: str) -> None:
+        self._json("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str) -> str:
+        return self._json("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})[
+            "dag_run_id"
+        ]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+
+    def wait_until_finished(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            run = self._json("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in FINISHED:
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{dag_id} {run_id} still {run['state']} after {RUN_TIMEOUT} s"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def wait_for_new_run(self, dag_id: str, known: set[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            new = [run for run in self.runs(dag_id) if run["dag_run_id"] not in known]
+            if new:
+                return new[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no new {dag_id} run within {RUN_TIMEOUT} s")
+            time.sleep(POLL_INTERVAL)
+
+    def task_report(self, dag_id: str, run_id: str) -> str:
+        """Task states, with the end of the log of each task that did not succeed."""
+        base = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        lines = []
+        for task in self._json("GET", base)["task_instances"]:
+            lines.append(f"{task['task_id']}: {task['state']}")
+            if task["state"] != "success" and task.get("try_number"):
+                log = self.client.get(
+                    f"{base}/{task['task_id']}/logs/{task['try_number']}",
+                    headers={"Accept": "application/json"},
+                )
+                content = log.json().get("content", []) if log.is_success else [log.text]
+                lines.extend(f"    {_log_line(item)}" for item in content[-30:])
+        return "\n".join(lines)
+
+    def assert_succeeded(self, dag_id: str, run: dict[str, Any]) -> None:
+        if run["state"] != "success":
+            report = self.task_report(dag_id, run["dag_run_id"])
+            raise AssertionError(f"{dag_id} {run['dag_run_id']} {run['state']}:\n{report}")
+
+
+@pytest.fixture(scope="module")
+def stack_env(stack: Any) -> Iterator[dict[str, str]]:
+    """This process sees the stack's client environment, as tasks and kernels do."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in stack.env.items():
+            patch.setenv(name, value)
+        yield stack.env
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(stack: Any, stack_env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Trigger example_training once; wait for it and for the inference run its Asset starts."""
+    airflow = AirflowApi(stack.airflow_url, stack.airflow_username, stack.airflow_password)
+    for dag_id in (TRAINING_DAG, INFERENCE_DAG):
+        airflow.wait_until_parsed(dag_id)
+        airflow.unpause(dag_id)
+    known_inference_runs = {run["dag_run_id"] for run in airflow.runs(INFERENCE_DAG)}
+
+    training = airflow.wait_until_finished(TRAINING_DAG, airflow.trigger(TRAINING_DAG))
+    airflow.assert_succeeded(TRAINING_DAG, training)
+    started = airflow.wait_for_new_run(INFERENCE_DAG, known_inference_runs)
+    inference = airflow.wait_until_finished(INFERENCE_DAG, started["dag_run_id"])
+    airflow.assert_succeeded(INFERENCE_DAG, inference)
+    return {"training": training, "inference": inference}
+
+
+def test_training_succeeds_and_its_asset_triggers_inference(
+    pipeline_runs: dict[str, dict[str, Any]],
+) -> None:
+    assert pipeline_runs["training"]["state"] == "success"
+    assert pipeline_runs["inference"]["state"] == "success"
+    assert pipeline_runs["inference"]["run_type"] == "asset_triggered"
+
+
+def test_registry_has_a_champion_from_the_training_run(
+    pipeline_runs: dict[str, dict[str, Any]], stack: Any
+) -> None:
+    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["best_val_iou"] > 0.8
+    assert run.info.start_time >= _epoch_ms(pipeline_runs["training"]["start_date"]) - 1000
+
+
+def test_model_files_are_in_the_mlflow_bucket(
+    pipeline_runs: dict[str, dict[str, Any]], stack: Any
+) -> None:
+    if not stack.s3_endpoint:
+        pytest.skip("the stack runs without an object store")
+    champion = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(
+        MODEL_NAME, CHAMPION_ALIAS
+    )
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=stack.s3_access_key,
+        aws_secret_access_key=stack.s3_secret_key,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    model_files = [key for key in keys if model_id in key]
+    assert any(key.endswith("MLmodel") for key in model_files), (model_id, keys[:50])
+    assert any(key.endswith("classifier.joblib") for key in model_files)
+
+
+def test_inference_wrote_masks_and_statistics(
+    pipeline_runs: dict[str, dict[str, Any]], stack_env: dict[str, str]
+) -> None:
+    batch_id = batch_id_from(pipeline_runs["inference"]["dag_run_id"])
+    keys = open_data_store().list_keys(f"{PREDICTIONS_PREFIX}/{batch_id}/")
+    assert f"{PREDICTIONS_PREFIX}/{batch_id}/water_statistics.csv" in keys
+    assert len([key for key in keys if key.endswith(".npz")]) == 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_runs_top_to_bottom(
+    pipeline_runs: dict[str, dict[str, Any]], stack_env: dict[str, str], path: Path
+) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    try:
+        client.execute(env={**os.environ, **stack_env})
+    except CellExecutionError as error:
+        pytest.fail(f"{path.name}: {error}")
+
+
+def _epoch_ms(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _log_line(item: Any) -> str:
+    return item.get("event", "") if isinstance(item, dict) else str(item)
