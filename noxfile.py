@@ -80,3 +80,10 @@ def fmt(session: nox.Session) -> None:
     session.run(*sync_command(), external=True, silent=True)
     session.run(venv_python(), "-m", "ruff", "check", "--fix", ".", external=True)
     session.run(venv_python(), "-m", "ruff", "format", ".", external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time and memory of the stack next to `airflow standalone`; prints a table, writes JSON."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "services.bench", *session.posargs, external=True)

@@ -265,8 +265,8 @@ class Supervisor:
                 raise
 
 
-def stop_marked_processes(state_dir: Path, timeout: float = 10.0) -> list[int]:
-    """SIGTERM, then SIGKILL, the process groups of every process marked with this state dir."""
+def marked_processes(state_dir: Path) -> list[psutil.Process]:
+    """Every process started for this state dir (it and its children carry the marker)."""
     marker = f"{STACK_MARKER}={state_dir}"
     own = os.getpid()
     found = []
@@ -278,6 +278,12 @@ def stop_marked_processes(state_dir: Path, timeout: float = 10.0) -> list[int]:
                 found.append(process)
         except psutil.Error:
             continue
+    return found
+
+
+def stop_marked_processes(state_dir: Path, timeout: float = 10.0) -> list[int]:
+    """SIGTERM, then SIGKILL, the process groups of every process marked with this state dir."""
+    found = marked_processes(state_dir)
     groups = set()
     for process in found:
         try:

@@ -11,24 +11,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from services import supervisor
 from services.s3_store import s3_client
-from services.supervisor import STACK_MARKER
 from services.testing import StackRun
 
 pytestmark = pytest.mark.stack
 
 
 def marked_processes(run: StackRun) -> list[psutil.Process]:
-    marker = f"{STACK_MARKER}={run.base / 'state'}"
-    found = []
-    for process in psutil.process_iter():
-        try:
-            environ = process.environ()
-        except psutil.Error:
-            continue
-        if marker in (f"{k}={v}" for k, v in environ.items()):
-            found.append(process)
-    return found
+    return supervisor.marked_processes(run.base / "state")
 
 
 def listening(port: int) -> bool:
