@@ -1,7 +1,8 @@
 """Stack settings: ports, host, S3 backend, state dir and generated credentials.
 
-Read from `H2OPS_*` environment variables and the repository's `.env` (environment wins), so a
-user changes a port with one line and credentials stay out of the code and out of git.
+Read from `H2OPS_*` environment variables, then the repository's `.env`, then `[tool.h2ops]` in
+its pyproject.toml (a project's committed choices, e.g. `s3_backend = "none"`), so a user
+changes a port with one line and credentials stay out of the code and out of git.
 """
 
 from __future__ import annotations
@@ -9,10 +10,15 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "H2OPS_"
@@ -37,7 +43,28 @@ class SettingsError(ValueError):
 class StackSettings(BaseSettings):
     """Everything a user may set about the stack, with the defaults a laptop wants."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        validate_default=True,
+        pyproject_toml_table_header=("tool", "h2ops"),
+    )
+    # The project's committed choices ([tool.h2ops] in pyproject.toml), below env and .env.
+    _pyproject: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if cls._pyproject is not None and cls._pyproject.is_file():
+            sources.append(PyprojectTomlConfigSettingsSource(settings_cls, cls._pyproject))
+        return (*sources, file_secret_settings)
 
     host: str = Field("127.0.0.1", description="Address every service binds to.")
     airflow_port: Port = Field(8080, description="Airflow API server and UI.")
@@ -112,10 +139,13 @@ def _anchor(path: Path, root: Path) -> Path:
 def load_settings(root: Path = REPO_ROOT) -> StackSettings:
     """Read settings from the environment and `.env`; raise SettingsError on a bad value."""
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
+    StackSettings._pyproject = root / "pyproject.toml"
     try:
         settings = StackSettings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         raise SettingsError(_explain(error)) from None
+    finally:
+        StackSettings._pyproject = None
     return settings.resolve_paths(root)
 
 

@@ -89,3 +89,21 @@ def test_two_projects_get_different_credentials(clean_env: Path, tmp_path: Path)
     second = ensure_credentials(load_settings(tmp_path)).credentials
     assert first["airflow_password"] != second["airflow_password"]
     assert first["s3_secret_key"] != second["s3_secret_key"]
+
+
+def test_project_choices_in_pyproject_sit_below_env_and_dotenv(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.h2ops]\ns3_backend = "none"\nmlflow_port = 5200\n'
+    )
+    settings = load_settings(tmp_path)
+    assert (settings.s3_backend, settings.mlflow_port) == ("none", 5200)
+    clean_env.write_text("H2OPS_MLFLOW_PORT=5300\n")
+    assert load_settings(tmp_path).mlflow_port == 5300
+    monkeypatch.setenv("H2OPS_S3_BACKEND", "rclone")
+    assert load_settings(tmp_path).s3_backend == "rclone"
+    (tmp_path / "pyproject.toml").write_text('[tool.h2ops]\ns3_backend = "ceph"\n')
+    monkeypatch.delenv("H2OPS_S3_BACKEND")
+    with pytest.raises(SettingsError, match="H2OPS_S3_BACKEND='ceph'"):
+        load_settings(tmp_path)
