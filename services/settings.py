@@ -50,7 +50,7 @@ class StackSettings(BaseSettings):
         pyproject_toml_table_header=("tool", "h2ops"),
     )
     # The project's committed choices ([tool.h2ops] in pyproject.toml), below env and .env.
-    _pyproject: ClassVar[Path | None] = None
+    _pyproject: ClassVar[Path] = REPO_ROOT / "pyproject.toml"
 
     @classmethod
     def settings_customise_sources(
@@ -61,10 +61,8 @@ class StackSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources = [init_settings, env_settings, dotenv_settings]
-        if cls._pyproject is not None and cls._pyproject.is_file():
-            sources.append(PyprojectTomlConfigSettingsSource(settings_cls, cls._pyproject))
-        return (*sources, file_secret_settings)
+        pyproject = PyprojectTomlConfigSettingsSource(settings_cls, cls._pyproject)
+        return (init_settings, env_settings, dotenv_settings, pyproject, file_secret_settings)
 
     host: str = Field("127.0.0.1", description="Address every service binds to.")
     airflow_port: Port = Field(8080, description="Airflow API server and UI.")
@@ -139,13 +137,13 @@ def _anchor(path: Path, root: Path) -> Path:
 def load_settings(root: Path = REPO_ROOT) -> StackSettings:
     """Read settings from the environment and `.env`; raise SettingsError on a bad value."""
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
-    StackSettings._pyproject = root / "pyproject.toml"
+    default, StackSettings._pyproject = StackSettings._pyproject, root / "pyproject.toml"
     try:
         settings = StackSettings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         raise SettingsError(_explain(error)) from None
     finally:
-        StackSettings._pyproject = None
+        StackSettings._pyproject = default
     return settings.resolve_paths(root)
 
 
