@@ -36,7 +36,7 @@ def dag_bag(airflow_db: Path) -> Any:
 
 
 @pytest.fixture
-def stack_env(
+def pipeline_env(
     s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> S3Server:
     """The client environment of the stack contract; MLflow artifacts go to s3://mlflow/."""
@@ -59,7 +59,7 @@ def test_s3_store_keeps_its_keys_under_the_url_prefix(s3_data_env: S3Server) -> 
 
 
 def test_training_registers_a_champion_and_its_asset_feeds_inference(
-    dag_bag: Any, stack_env: S3Server
+    dag_bag: Any, pipeline_env: S3Server
 ) -> None:
     training_run = dag_bag.dags["example_training"].test()
 
@@ -77,7 +77,7 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
     )
     assert len(children) >= 2
     assert parent.data.metrics["best_val_iou"] > 0.8
-    model_files = _keys(stack_env, "mlflow")
+    model_files = _keys(pipeline_env, "mlflow")
     model_id = champion.model_id or champion.source.removeprefix("models:/")
     assert any(model_id in key and key.endswith("MLmodel") for key in model_files), (
         champion.source,
@@ -97,7 +97,7 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
 
 
 def test_training_defined_in_yaml_trains_and_promotes_a_new_champion(
-    dag_bag: Any, stack_env: S3Server
+    dag_bag: Any, pipeline_env: S3Server
 ) -> None:
     client = MlflowClient()
     before = _champion_version(client)
