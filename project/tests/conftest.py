@@ -4,7 +4,7 @@
   `data` and `mlflow`, for one test session. The stack's own S3 declaration may replace it.
 - `mlflow_tracking_uri` / `mlflow_experiment`: a local SQLite MLflow store in a temp dir.
 - `airflow_home` / `airflow_db`: AIRFLOW_HOME in a temp dir and its migrated SQLite database,
-  set up once per session (migration takes seconds).
+  set up once per session.
 
 Airflow reads its configuration when first imported, so tests import it only inside tests
 or fixtures that depend on `airflow_home`.
@@ -30,7 +30,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_DIR / "dags"
-NOTEBOOKS_FOLDER = PROJECT_DIR / "notebooks"
 BUCKETS = ("data", "mlflow")
 S3_READY_TIMEOUT = 20.0
 S3_STOP_TIMEOUT = 10.0
