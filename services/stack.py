@@ -143,9 +143,7 @@ class Stack:
         for thread in threads:
             thread.join()
         if errors:
-            for service in to_start:
-                for program in service.programs:
-                    self.supervisor.stop(program.name)
+            self.supervisor.stop(p.name for s in to_start for p in s.programs)
             raise errors[0]
         return outcome
 
@@ -204,14 +202,14 @@ class Stack:
             self.supervisor.shutdown()
             stop_marked_processes(self.layout.root)  # anything that escaped its group
             return running
-        stopped = []
-        for service in self.select(names, with_requirements=False):
-            for program in service.programs:
-                if program.name in running:
-                    stopped.append(program.name)
-                if states:
-                    self.supervisor.stop(program.name)
-        return stopped
+        programs = [
+            program.name
+            for service in self.select(names, with_requirements=False)
+            for program in service.programs
+        ]
+        if states:
+            self.supervisor.stop(programs)
+        return [name for name in programs if name in running]
 
     def restart(self, names: Iterable[str], report: Report | None = None) -> dict[str, str]:
         names = list(names)

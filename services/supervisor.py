@@ -29,6 +29,7 @@ from services.service import Program
 STACK_MARKER = "H2OPS_STACK"
 START_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
 
 
 class SupervisorError(RuntimeError):
@@ -224,6 +225,7 @@ class Supervisor:
         """Stop every program (as process groups) and the daemon; bounded."""
         pid = self.daemon_pid()
         if pid is not None and self.is_running():
+            self.stop(self.states())
             try:
                 self.rpc().supervisor.shutdown()
             except (OSError, xmlrpc.client.Error):
@@ -257,12 +259,23 @@ class Supervisor:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise
 
-    def stop(self, name: str) -> None:
-        try:
-            self.rpc().supervisor.stopProcess(name, True)
-        except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString:
-                raise
+    def stop(self, names: Iterable[str]) -> None:
+        """Stop programs all at once (supervisord's own shutdown stops them one by one)."""
+        names = list(names)
+        server = self.rpc().supervisor
+        for name in names:
+            try:
+                server.stopProcess(name, False)
+            except xmlrpc.client.Fault as fault:
+                if "NOT_RUNNING" not in fault.faultString:
+                    raise
+        # supervisord escalates to SIGKILL after each program's stopwaitsecs; wait that long.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            states = self.states()
+            if all(states[name].state not in ("STOPPING", "RUNNING", "STARTING") for name in names):
+                return
+            time.sleep(0.1)
 
 
 def marked_processes(state_dir: Path) -> list[psutil.Process]:
