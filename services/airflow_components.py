@@ -46,6 +46,7 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         # New DAG files appear within about 10 s instead of the default 5 minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
     }
 
 

@@ -46,7 +46,8 @@ class StackRun:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("H2OPS_")}
+        # Only this run's settings: none of the caller's H2OPS_ or Airflow configuration.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("H2OPS_", "AIRFLOW"))}
         env.update({f"H2OPS_{name}_PORT": str(port) for name, port in self.ports.items()})
         env["H2OPS_STATE_DIR"] = str(self.base / "state")
         env["H2OPS_ENV_FILE"] = str(self.base / "stack.env")

@@ -89,6 +89,9 @@ class Stack:
             STACK_MARKER: str(self.layout.root),
             "PATH": path,
             "PYTHONUNBUFFERED": "1",
+            # A local stack reports nothing home (MLflow, dag-factory and others honour this).
+            "DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
     # -- up -----------------------------------------------------------------------------------

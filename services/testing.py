@@ -13,7 +13,7 @@ import pytest
 
 from services.harness import StackRun, free_ports
 
-__all__ = ["RunningStack", "StackRun", "free_ports", "stack"]
+__all__ = ["RunningStack", "StackRun", "free_ports", "stack", "stack_without_object_store"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class RunningStack:
     s3_secret_key: str
     jupyter_token: str
     env: dict[str, str]
+    state_dir: str
 
     @classmethod
     def from_status(cls, run: StackRun, report: dict) -> RunningStack:
@@ -42,16 +43,27 @@ class RunningStack:
             s3_endpoint=urls.get("s3", ""),
             jupyter_url=urls["jupyter"],
             env=report["environment"],
+            state_dir=report["state_dir"],
             **report["credentials"],
         )
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The whole stack, up once for the test session, stopped (and checked stopped) after."""
-    run = StackRun(tmp_path_factory.mktemp("stack"))
+def _running(run: StackRun) -> Iterator[RunningStack]:
     try:
         run.up()
         yield RunningStack.from_status(run, run.status())
     finally:
         run.down()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack, up once for the test session, stopped after."""
+    yield from _running(StackRun(tmp_path_factory.mktemp("stack")))
+
+
+@pytest.fixture(scope="session")
+def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
+    run = StackRun(tmp_path_factory.mktemp("stack-none"), {"H2OPS_S3_BACKEND": "none"})
+    yield from _running(run)

@@ -4,7 +4,8 @@ Airflow trains (triggered through its REST API), the model Asset triggers infere
 holds the champion alias, the mlflow bucket holds the model's files, the data store holds
 predictions, and the notebooks run top to bottom in a kernel with the stack's environment.
 
-Needs the `stack` fixture (root conftest.py -> services.testing), an object with
+Runs twice: on the `stack` fixture (root conftest.py -> services.testing) and on
+`stack_without_object_store` (H2OPS_S3_BACKEND=none); each is an object with
 `airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
 `airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
 and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...).
@@ -19,14 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import nbformat
 import pytest
-from botocore.config import Config
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from services.s3_store import s3_client
 
 from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME
 from water_mapping.utils.data_store import open_data_store
@@ -126,19 +126,27 @@ class AirflowApi:
             raise AssertionError(f"{dag_id} {run['dag_run_id']} {run['state']}:\n{report}")
 
 
+@pytest.fixture(scope="module", params=["stack", "stack_without_object_store"])
+def any_stack(request: pytest.FixtureRequest) -> Any:
+    """The example must work on both: with an S3 server, and with local folders only."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="module")
-def stack_env(stack: Any) -> Iterator[dict[str, str]]:
+def stack_env(any_stack: Any) -> Iterator[dict[str, str]]:
     """This process sees the stack's client environment, as tasks and kernels do."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in stack.env.items():
+        for name, value in any_stack.env.items():
             patch.setenv(name, value)
-        yield stack.env
+        yield any_stack.env
 
 
 @pytest.fixture(scope="module")
-def pipeline_runs(stack: Any, stack_env: dict[str, str]) -> dict[str, dict[str, Any]]:
+def pipeline_runs(any_stack: Any, stack_env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Trigger example_training once; wait for it and for the inference run its Asset starts."""
-    airflow = AirflowApi(stack.airflow_url, stack.airflow_username, stack.airflow_password)
+    airflow = AirflowApi(
+        any_stack.airflow_url, any_stack.airflow_username, any_stack.airflow_password
+    )
     for dag_id in (TRAINING_DAG, INFERENCE_DAG):
         airflow.wait_until_parsed(dag_id)
         airflow.unpause(dag_id)
@@ -161,37 +169,36 @@ def test_training_succeeds_and_its_asset_triggers_inference(
 
 
 def test_registry_has_a_champion_from_the_training_run(
-    pipeline_runs: dict[str, dict[str, Any]], stack: Any
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
 ) -> None:
-    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    client = MlflowClient(tracking_uri=any_stack.mlflow_url)
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
     run = client.get_run(champion.run_id)
     assert run.data.metrics["best_val_iou"] > 0.8
     assert run.info.start_time >= _epoch_ms(pipeline_runs["training"]["start_date"]) - 1000
 
 
-def test_model_files_are_in_the_mlflow_bucket(
-    pipeline_runs: dict[str, dict[str, Any]], stack: Any
+def test_model_files_are_in_the_artifact_store(
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
 ) -> None:
-    if not stack.s3_endpoint:
-        pytest.skip("the stack runs without an object store")
-    champion = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(
+    champion = MlflowClient(tracking_uri=any_stack.mlflow_url).get_model_version_by_alias(
         MODEL_NAME, CHAMPION_ALIAS
     )
     model_id = champion.model_id or champion.source.removeprefix("models:/")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        aws_access_key_id=stack.s3_access_key,
-        aws_secret_access_key=stack.s3_secret_key,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-    )
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    if not any_stack.s3_endpoint:  # artifacts live in a local folder under the state dir
+        root = Path(any_stack.state_dir) / "mlflow" / "artifacts"
+        keys = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()]
+    else:
+        keys = _bucket_keys(any_stack)
     model_files = [key for key in keys if model_id in key]
     assert any(key.endswith("MLmodel") for key in model_files), (model_id, keys[:50])
     assert any(key.endswith("classifier.joblib") for key in model_files)
+
+
+def _bucket_keys(stack: Any) -> list[str]:
+    s3 = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def test_inference_wrote_masks_and_statistics(
