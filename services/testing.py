@@ -65,5 +65,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 @pytest.fixture(scope="session")
 def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
-    run = StackRun(tmp_path_factory.mktemp("stack-none"), {"H2OPS_S3_BACKEND": "none"})
+    run = StackRun(tmp_path_factory.mktemp("stack-none"), extra_env={"H2OPS_S3_BACKEND": "none"})
     yield from _running(run)
