@@ -1,0 +1,5 @@
+import sys
+
+from services.scaffold.cli import main
+
+sys.exit(main())
