@@ -31,14 +31,23 @@ DATA_README = "project/data/README.md"
 DOCSTRING_WIDTH = 96
 # Sentences about the example outside the files the skeleton replaces; reworded, if present.
 EXAMPLE_SENTENCES = {
-    README: (
-        "See `project/README.md` for the example and how to replace it with your own model.",
-        "See `project/README.md` for the project's layout and where to start.",
-    ),
-    DATA_README: (
-        "the example's DAGs\nwrite `raw/`, `features/` and `predictions/` there.",
-        "the project's DAGs\nwrite it there.",
-    ),
+    README: [
+        (
+            "See `project/README.md` for the example and how to replace it with your own model.",
+            "See `project/README.md` for the project's layout and where to start.",
+        ),
+        ("and the example's data I/O work", "and the project's data I/O work"),
+        ("The example project's own dependencies", "The project's own dependencies"),
+    ],
+    DATA_README: [
+        (
+            "the example's DAGs\nwrite `raw/`, `features/` and `predictions/` there.",
+            "the project's DAGs\nwrite it there.",
+        )
+    ],
+    "project/tests/conftest.py": [
+        ("Fixtures for the example project's tests", "Fixtures for the project's tests")
+    ],
 }
 
 Changes = dict[str, bytes | None]
@@ -82,9 +91,12 @@ def new_files(files: Files, state: ProjectState, answers: Answers) -> Files:
             description=answers.description,
             dags=dag_style_after(state, answers.examples, answers.dags) or "both",
         ).replace_examples(files)
-        for path, (old, new) in EXAMPLE_SENTENCES.items():
+        for path, rewordings in EXAMPLE_SENTENCES.items():
             if path in files:
-                files[path] = files[path].decode().replace(old, new).encode()
+                text = files[path].decode()
+                for old, new in rewordings:
+                    text = text.replace(old, new)
+                files[path] = text.encode()
     elif state.examples and answers.dags and answers.dags != state.dags:
         files = keep_one_training_dag(files, answers.dags)
     files = _with_metadata(files, state, answers)
