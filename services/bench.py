@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from services.bootstrap import sync_command
 from services.harness import StackRun, free_ports
 from services.layout import venv_bin
 from services.settings import REPO_ROOT
+from services.stack import tail
 from services.supervisor import marked_processes
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -128,11 +128,19 @@ def _suppress() -> suppress:
     return suppress(OSError, psutil.Error)
 
 
+def baseline_env() -> dict[str, str]:
+    """The caller's environment without our settings, with `.venv/bin` first on PATH (as in
+    an activated environment: `airflow standalone` runs `airflow` subcommands from PATH)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "H2OPS_"))}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def airflow_standalone(workdir: Path, runs: int, idle: float) -> dict:
     """`airflow standalone` with its defaults, in its own AIRFLOW_HOME, on a free port."""
     (port,) = free_ports(1)
     home = workdir / "airflow-standalone"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "H2OPS_"))}
+    env = baseline_env()
     env.update(AIRFLOW_HOME=str(home), AIRFLOW__API__PORT=str(port))
     probe = all_components_healthy(f"http://127.0.0.1:{port}/api/v2/monitor/health")
     log = workdir / "airflow-standalone.log"
@@ -156,7 +164,7 @@ def mlflow_server(workdir: Path, runs: int, idle: float) -> dict:
     (port,) = free_ports(1)
     store = f"sqlite:///{workdir / 'mlflow-baseline.db'}"
     command = [venv_bin("mlflow"), "server", "--port", str(port), "--backend-store-uri", store]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("H2OPS_")}
+    env = baseline_env()
     figures: dict = {"start_s": []}
     with httpx.Client(timeout=3) as client:
 
@@ -297,11 +305,17 @@ def ratio(ours: float | None, theirs: float | None) -> str:
 def print_table(results: dict) -> None:
     stack, standalone = results["h2ops"], results.get("airflow_standalone", {})
     mlflow = results.get("mlflow_server", {})
+    if "error" in stack:
+        return
     table = Table(title=f"H2Ops benchmark ({results['machine']['summary']})", title_justify="left")
     for column in ("figure", "H2Ops (4 services)", "airflow standalone", "ratio", "mlflow server"):
         table.add_column(column)
     rows = [
-        ("up to all healthy, s (median)", stack["up_median_s"], standalone.get("start_median_s")),
+        (
+            "up to all healthy, s (median)",
+            stack.get("up_median_s"),
+            standalone.get("start_median_s"),
+        ),
         ("idle memory, PSS MB", stack.get("pss_mb"), standalone.get("pss_mb")),
         ("idle CPU, %", stack.get("idle_cpu_percent"), standalone.get("idle_cpu_percent")),
         ("processes", stack.get("processes"), standalone.get("processes")),
@@ -314,8 +328,8 @@ def print_table(results: dict) -> None:
     ]
     for (name, ours, theirs), other in zip(rows, mlflow_column, strict=True):
         table.add_row(name, _fmt(ours), _fmt(theirs), ratio(ours, theirs), _fmt(other))
-    table.add_row("down, s (median)", _fmt(stack["down_median_s"]), "", "", "")
-    table.add_row("left running after down", _fmt(stack["left_running_after_down"]), "", "", "")
+    table.add_row("down, s (median)", _fmt(stack.get("down_median_s")), "", "", "")
+    table.add_row("left running after down", _fmt(stack.get("left_running_after_down")), "", "", "")
     table.add_row(
         "example_training -> example_inference, s",
         _fmt(stack.get("training_to_inference_s")),
@@ -323,7 +337,7 @@ def print_table(results: dict) -> None:
         "",
         "",
     )
-    if "fresh_clone" in results:
+    if "sync_s" in results.get("fresh_clone", {}):
         fresh = results["fresh_clone"]
         table.add_row("fresh clone: uv sync, s", _fmt(fresh["sync_s"]), "", "", "")
         table.add_row("fresh clone: sync + first up, s", _fmt(fresh["first_up_s"]), "", "", "")
@@ -359,26 +373,51 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(),
         "machine": machine(),
         "python": sys.version.split()[0],
+        "settings": {"runs": args.runs, "idle_seconds": args.idle},
     }
-    with tempfile.TemporaryDirectory(prefix="h2ops-bench-") as scratch:
-        workdir = Path(scratch)
-        console.print(f"H2Ops: first up, then {args.runs} x (down, up), {args.idle:.0f} s idle")
-        results["h2ops"] = h2ops_stack(workdir, args.runs, args.idle, not args.no_pipeline)
-        if not args.no_baselines:
-            console.print(f"airflow standalone: {args.runs + 1} starts")
-            results["airflow_standalone"] = airflow_standalone(workdir, args.runs, args.idle)
-            console.print(f"mlflow server: {args.runs + 1} starts")
-            results["mlflow_server"] = mlflow_server(workdir, args.runs, args.idle)
-        if not args.no_fresh_clone:
-            console.print("fresh clone: uv sync and first up")
-            results["fresh_clone"] = fresh_clone_first_up(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-    print_table(results)
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"bench-{results['when'].replace(':', '')}-{results['commit']}.json"
-    path.write_text(json.dumps(results, indent=2))
+    runs, idle = args.runs, args.idle
+    sections: list[tuple[str, str, Callable[[Path], dict]]] = [
+        (
+            "h2ops",
+            f"H2Ops: first up, then {runs} x (down, up), {idle:.0f} s idle",
+            lambda work: h2ops_stack(work, runs, idle, not args.no_pipeline),
+        )
+    ]
+    if not args.no_baselines:
+        sections += [
+            (
+                "airflow_standalone",
+                f"airflow standalone: {runs + 1} starts, {idle:.0f} s idle",
+                lambda work: airflow_standalone(work, runs, idle),
+            ),
+            (
+                "mlflow_server",
+                f"mlflow server: {runs + 1} starts, {idle:.0f} s idle",
+                lambda work: mlflow_server(work, runs, idle),
+            ),
+        ]
+    if not args.no_fresh_clone:
+        sections.append(("fresh_clone", "fresh clone: uv sync and first up", fresh_clone_first_up))
+    with tempfile.TemporaryDirectory(prefix="h2ops-bench-") as scratch:
+        for key, label, measure in sections:
+            console.print(label)
+            try:
+                results[key] = measure(Path(scratch))
+            except Exception as error:  # one failed figure must not lose the others
+                results[key] = {"error": f"{type(error).__name__}: {error}"}
+                console.print(f"[red]{key} failed:[/red] {results[key]['error']}")
+                for log in sorted(Path(scratch).glob("*.log")):
+                    console.print(f"last lines of {log.name}:\n" + "\n".join(tail(log, 15)))
+            path.write_text(json.dumps(results, indent=2))  # after each, so nothing is lost
+    print_table(results)
     console.print(f"Figures written to {path}")
-    return 0
+    return (
+        0
+        if not any("error" in value for value in results.values() if isinstance(value, dict))
+        else 1
+    )
 
 
 def _commit() -> str:

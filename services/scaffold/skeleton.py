@@ -9,6 +9,7 @@ starter test, a DAG integrity test, an end-to-end test and a getting-started not
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 PROJECT = "project"
 KEPT = ("utils/data_store.py",)
 KEPT_TESTS = ("conftest.py",)
-# One-line purposes for each subpackage's __init__.py; the example's name water and tiles.
+# Each subpackage's __init__.py says what belongs in it; the example's speak of water.
 PURPOSES = {
     "dataloader": "Getting data in: where raw data comes from, kept in the data store.",
     "preprocess": "From raw data to model inputs: cleaning, features, training sets.",
@@ -57,9 +58,21 @@ class Skeleton:
         """`files` without the example's code, DAGs, notebooks and tests, with the skeleton."""
         source = f"{PROJECT}/src/{self.package}/"
         kept = {path: content for path, content in files.items() if not _is_example(path, source)}
-        return {**kept, **{path: text.encode() for path, text in self.files(files).items()}}
+        new = {
+            **self._subpackage_files(files),
+            **self._dag_files(),
+            **self._test_files(),
+            f"{PROJECT}/notebooks/01_getting_started.ipynb": self._notebook(),
+            f"{PROJECT}/README.md": self.render(
+                TEMPLATES / "README.md.tmpl",
+                dag_list=", ".join(f"`{dag_id}`" for dag_id in self.dag_ids),
+                yaml_note=YAML_NOTE if self.dags != "python" else "",
+            ),
+        }
+        return {**kept, **{path: text.encode() for path, text in new.items()}}
 
-    def files(self, files: Files) -> dict[str, str]:
+    def _subpackage_files(self, files: Files) -> dict[str, str]:
+        """A guiding __init__.py and a change_me_<subpackage>.py in each subpackage there is."""
         source = f"{PROJECT}/src/{self.package}"
         subpackages = sorted(
             path.split("/")[3]
@@ -77,20 +90,21 @@ class Skeleton:
             new[f"{source}/{subpackage}/__init__.py"] = f'"""{purpose}{start}"""\n'
             if template.exists():
                 new[f"{source}/{subpackage}/{guide}"] = self.render(template)
-        new.update(self._dag_files())
-        dag_ids = repr(self.dag_ids).replace("'", '"')
-        for test in ("test_package", "test_dag_integrity", "test_pipeline_on_the_stack"):
-            target = f"test_{self.package}" if test == "test_package" else test
-            new[f"{PROJECT}/tests/{target}.py"] = self.render(
-                TEMPLATES / "tests" / f"{test}.py.tmpl", dag_ids=dag_ids
-            )
-        new[f"{PROJECT}/notebooks/01_getting_started.ipynb"] = self._notebook()
-        new[f"{PROJECT}/README.md"] = self.render(
-            TEMPLATES / "README.md.tmpl",
-            dag_list=", ".join(f"`{dag_id}`" for dag_id in self.dag_ids),
-            yaml_note=YAML_NOTE if self.dags != "python" else "",
-        )
         return new
+
+    def _test_files(self) -> dict[str, str]:
+        dag_ids = repr(self.dag_ids).replace("'", '"')
+        names = {
+            "test_package": f"test_{self.package}",
+            "test_dag_integrity": "test_dag_integrity",
+            "test_pipeline_on_the_stack": "test_pipeline_on_the_stack",
+        }
+        return {
+            f"{PROJECT}/tests/{name}.py": self.render(
+                TEMPLATES / "tests" / f"{template}.py.tmpl", dag_ids=dag_ids
+            )
+            for template, name in names.items()
+        }
 
     def _dag_files(self) -> dict[str, str]:
         dags = f"{PROJECT}/dags"
@@ -121,8 +135,8 @@ class Skeleton:
         text = template.read_text()
         for key, value in values.items():
             text = text.replace(f"<<{key}>>", value)
-        if "<<" in text and ">>" in text.split("<<", 1)[1]:
-            raise ValueError(f"{template} has a placeholder no value fills: {text[:200]!r}")
+        if unfilled := re.search(r"<<\w+>>", text):
+            raise ValueError(f"{template}: no value fills {unfilled[0]}")
         return text
 
     def _notebook(self) -> str:
