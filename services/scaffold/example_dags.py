@@ -24,6 +24,8 @@ INTEGRITY_TEST = "project/tests/test_dag_integrity.py"
 PIPELINE_TEST = "project/tests/test_training_pipeline.py"
 README = "project/README.md"
 BOTH_IDS = '["example_training", "example_training_from_config"]'
+YAML_TRAINING_TEST = "test_training_defined_in_yaml_trains_and_promotes_a_new_champion"
+TELEMETRY_TEST = "test_yaml_dag_leaves_out_the_tag_that_sends_telemetry"
 
 
 def keep_one_training_dag(files: Files, style: DagStyle) -> Files:
@@ -31,54 +33,58 @@ def keep_one_training_dag(files: Files, style: DagStyle) -> Files:
     if style == "both":
         return files
     files = dict(files)
-    for path in (PYTHON_DAG, YAML_LOADER, YAML_CONFIG):
+    for path in (PYTHON_DAG, YAML_LOADER, YAML_CONFIG, INTEGRITY_TEST, PIPELINE_TEST, README):
         if path not in files:
             raise InitError(f"{path} is missing: init can only drop one of the example's DAGs")
-    integrity = _text(files, INTEGRITY_TEST)
-    integrity = _replace(integrity, ', "example_training_from_config"}', "}", INTEGRITY_TEST)
-    integrity = _replace(integrity, BOTH_IDS, '["example_training"]', INTEGRITY_TEST)
-    pipeline = _text(files, PIPELINE_TEST)
-    pipeline = _drop_function(
-        pipeline, "test_training_defined_in_yaml_trains_and_promotes_a_new_champion", PIPELINE_TEST
-    )
-    pipeline = _drop_function(pipeline, "_champion_version", PIPELINE_TEST)
-    readme = _text(files, README)
-    readme = _drop_lines(readme, f"| `{YAML_ID}` |")
-    readme = readme.replace("the three DAG ids exist", "the two DAG ids exist")
+    texts = {path: files[path].decode() for path in (INTEGRITY_TEST, PIPELINE_TEST, README)}
+    _one_training_dag_left(texts)
     if style == "python":
-        del files[YAML_LOADER], files[YAML_CONFIG]
-        integrity = _drop_function(
-            integrity, "test_yaml_dag_leaves_out_the_tag_that_sends_telemetry", INTEGRITY_TEST
-        )
-        readme = _drop_paragraph(readme, "dag-factory reports runs")
+        _python_only(files, texts)
     else:
-        del files[PYTHON_DAG]
-        for old in (YAML_LOADER, YAML_CONFIG):
-            text = _text(files.pop(old), old).replace(YAML_ID, "example_training")
-            new = old.replace(YAML_ID, "example_training")
-            files[new] = text.replace(" DAG again,", " DAG,").encode()
-        integrity = _replace(
-            integrity,
-            f'dag_bag.dags["{YAML_ID}"]',
-            'dag_bag.dags["example_training"]',
-            INTEGRITY_TEST,
-        )
-        readme = readme.replace(
-            "| `example_training` | manual |",
-            "| `example_training` (YAML: `example_training.yaml`, built by "
-            "[dag-factory](https://github.com/astronomer/dag-factory)) | manual |",
-        ).replace(YAML_ID, "example_training")
-    files[INTEGRITY_TEST] = integrity.encode()
-    files[PIPELINE_TEST] = pipeline.encode()
-    files[README] = readme.encode()
+        _yaml_only(files, texts)
+    files.update({path: text.encode() for path, text in texts.items()})
     return files
 
 
-def _text(files: Files | bytes, path: str) -> str:
-    content = files if isinstance(files, bytes) else files.get(path)
-    if content is None:
-        raise InitError(f"{path} is missing: init can only drop one of the example's DAGs")
-    return content.decode()
+def _one_training_dag_left(texts: dict[str, str]) -> None:
+    """What holds in both cases: one training DAG id, no second training run in the tests."""
+    integrity = _replace(texts[INTEGRITY_TEST], f', "{YAML_ID}"}}', "}", INTEGRITY_TEST)
+    texts[INTEGRITY_TEST] = _replace(integrity, BOTH_IDS, '["example_training"]', INTEGRITY_TEST)
+    pipeline = _drop_function(texts[PIPELINE_TEST], YAML_TRAINING_TEST, PIPELINE_TEST)
+    texts[PIPELINE_TEST] = _drop_function(pipeline, "_champion_version", PIPELINE_TEST)
+    readme = _drop_lines(texts[README], f"| `{YAML_ID}` |")
+    texts[README] = readme.replace("the three DAG ids exist", "the two DAG ids exist")
+
+
+def _python_only(files: Files, texts: dict[str, str]) -> None:
+    del files[YAML_LOADER], files[YAML_CONFIG]
+    texts[INTEGRITY_TEST] = _drop_function(texts[INTEGRITY_TEST], TELEMETRY_TEST, INTEGRITY_TEST)
+    texts[README] = _drop_paragraph(texts[README], "dag-factory reports runs")
+
+
+def _yaml_only(files: Files, texts: dict[str, str]) -> None:
+    """The YAML DAG becomes `example_training`, in files named after it."""
+    del files[PYTHON_DAG]
+    for old in (YAML_LOADER, YAML_CONFIG):
+        text = files.pop(old).decode().replace(YAML_ID, "example_training")
+        files[old.replace(YAML_ID, "example_training")] = text.replace(
+            " DAG again,", " DAG,"
+        ).encode()
+    texts[INTEGRITY_TEST] = _replace(
+        texts[INTEGRITY_TEST],
+        f'dag_bag.dags["{YAML_ID}"]',
+        'dag_bag.dags["example_training"]',
+        INTEGRITY_TEST,
+    )
+    texts[README] = (
+        texts[README]
+        .replace(
+            "| `example_training` | manual |",
+            "| `example_training` (YAML: `example_training.yaml`, built by "
+            "[dag-factory](https://github.com/astronomer/dag-factory)) | manual |",
+        )
+        .replace(YAML_ID, "example_training")
+    )
 
 
 def _replace(text: str, old: str, new: str, path: str) -> str:
