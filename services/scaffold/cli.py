@@ -121,7 +121,7 @@ def _init(args: argparse.Namespace, stream: IO[str] | None) -> int:
     if not args.force:
         refuse_unsaved_work(root)
         _refuse_existing_package(root, state, answers)
-    _summarise(state, answers, changes)
+    _summarise(state, answers, before, changes)
     if ask and not ask.confirm("Write these changes?"):
         console.print("Nothing was written.")
         return 1
@@ -247,8 +247,11 @@ def _refuse_existing_package(root: Path, state: ProjectState, answers: Answers) 
         )
 
 
-def _summarise(state: ProjectState, answers: Answers, changes: dict[str, bytes | None]) -> None:
+def _summarise(
+    state: ProjectState, answers: Answers, before: Files, changes: dict[str, bytes | None]
+) -> None:
     removed = sum(content is None for content in changes.values())
+    added = sum(content is not None and path not in before for path, content in changes.items())
     console.print(f"[bold]{answers.name}[/bold]")
     console.print(f"  {answers.description}", markup=False)
     console.print(
@@ -258,8 +261,10 @@ def _summarise(state: ProjectState, answers: Answers, changes: dict[str, bytes |
     dags = dag_style_after(state, answers.examples, answers.dags)
     kept = "kept" if answers.examples else "replaced by skeletons"
     console.print(f"  examples {kept}; DAGs in {dags or 'none'}")
-    store = answers.object_store or state.object_store or "auto"
-    console.print(
-        f"  object store {store} (s3_backend under [tool.h2ops] in pyproject.toml)", markup=False
-    )
-    console.print(f"  {len(changes) - removed} files written, {removed} removed")
+    if answers.object_store is None:
+        console.print(f"  object store {state.object_store or 'auto'} (unchanged)")
+    else:
+        where = "s3_backend under [tool.h2ops] in pyproject.toml"
+        console.print(f"  object store {answers.object_store}: {where}", markup=False)
+    changed = len(changes) - removed - added
+    console.print(f"  {changed} files changed, {added} added, {removed} removed")
