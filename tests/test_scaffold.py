@@ -183,6 +183,22 @@ def test_no_examples_leaves_skeletons_whose_tests_pass(
     assert s3_backend(copy) == store
     assert_lint_clean_and_locked(copy)
     assert_project_tests_pass(copy)
+    again = init(copy, "--yes", "--name", NAME, "--no-examples", "--dags", dags, *store_args)
+    assert "Nothing to do" in again.stderr
+
+
+def test_without_git_init_needs_force(tmp_path: Path) -> None:
+    """`nix flake init -t` leaves plain files: init refuses to rewrite what git cannot restore."""
+    copy = tmp_path / "plain"
+    copy.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(copy)], input=archive.stdout, check=True)
+
+    refused = init(copy, "--yes", "--name", NAME, check=False)
+
+    assert refused.returncode == 1 and "not a git repository" in refused.stderr
+    init(copy, "--yes", "--name", NAME, "--force")
+    assert_imports(copy, PACKAGE)
 
 
 @pytest.fixture(scope="module")
