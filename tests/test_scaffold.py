@@ -8,6 +8,7 @@ once (about 35 s); other cases run the tests their changes touch.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
@@ -19,12 +20,13 @@ from pathlib import Path
 import pytest
 
 from services.bootstrap import uv_command
+from services.scaffold import InitError
 from services.scaffold.answers import package_from_name
 from services.scaffold.cli import main
 from services.scaffold.project_state import current_package
+from services.scaffold.pyproject_keys import authors, set_keys
 from services.scaffold.rename import is_own, rename
 from services.scaffold.repository import read_files
-from services.scaffold.toml_lines import set_keys, toml_authors
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "Lake Watch"
@@ -303,17 +305,83 @@ def test_rename_keeps_columns_in_documents_and_leaves_longer_words() -> None:
     assert renamed["a.py"] == b"from new.x import y  # first\n"
 
 
-def test_toml_keys_are_set_in_place_and_read_back() -> None:
-    text = '[project]\nname = "a"\nauthors = [\n  { name = "X" },\n]\n# kept\n\n[tool.x]\ny = 1\n'
-    authors = toml_authors("Ada", 'a"b@example.org')
-    edited = set_keys(text, "project", {"name": '"b"', "authors": authors}, "pyproject.toml")
+COMMENTED_PYPROJECT = """\
+# Metadata; init sets name, description and authors.
+[project]
+name = "a"  # the distribution
+description = "Old."
+authors = [
+  { name = "X" },  # who
+]
+dependencies = [
+    "numpy>=1.26",  # arrays
+]
+
+# Tools come after.
+[tool.x]
+y = 1
+"""
+
+
+def test_toml_keys_change_only_their_own_lines() -> None:
+    values = {"name": "b", "description": 'Say "hi"', "authors": authors("Ada", "a@example.org")}
+
+    edited = set_keys(COMMENTED_PYPROJECT, "project", values, "pyproject.toml")
+
     assert tomllib.loads(edited)["project"] == {
         "name": "b",
-        "authors": [{"name": "Ada", "email": 'a"b@example.org'}],
+        "description": 'Say "hi"',
+        "authors": [{"name": "Ada", "email": "a@example.org"}],
+        "dependencies": ["numpy>=1.26"],
     }
-    assert "# kept" in edited and "[tool.x]\ny = 1" in edited
-    added = set_keys(edited, "tool.h2ops", {"s3_backend": '"none"'}, "pyproject.toml")
-    assert tomllib.loads(added)["tool"]["h2ops"] == {"s3_backend": "none"}
+    removed, added = changed_lines(COMMENTED_PYPROJECT, edited)
+    assert removed == [
+        'name = "a"  # the distribution',
+        'description = "Old."',
+        "authors = [",
+        '  { name = "X" },  # who',
+        "]",
+    ]
+    assert added == [
+        'name = "b"  # the distribution',
+        'description = "Say \\"hi\\""',
+        'authors = [{name = "Ada", email = "a@example.org"}]',
+    ]
+    assert set_keys(edited, "project", values, "pyproject.toml") == edited
+    no_authors = set_keys(edited, "project", {"authors": authors("", "")}, "pyproject.toml")
+    assert changed_lines(edited, no_authors) == ([added[-1]], [])
+    with pytest.raises(InitError, match=r"'tool' in \[tool.h2ops\] is a value"):
+        set_keys("tool = 1\n", "tool.h2ops", {"s3_backend": "none"}, "pyproject.toml")
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml", "project/pyproject.toml"])
+def test_the_repositorys_pyproject_files_keep_their_layout(path: str) -> None:
+    text = (ROOT / path).read_text()
+    project = tomllib.loads(text)["project"]
+    current = {"name": project["name"], "description": project["description"]}
+    assert set_keys(text, "project", current, path) == text
+
+    described = set_keys(text, "project", {"description": "One line."}, path)
+    assert changed_lines(text, described) == (
+        [line for line in text.splitlines() if line.startswith("description =")],
+        ['description = "One line."'],
+    )
+    stored = set_keys(text, "tool.h2ops", {"s3_backend": "minio"}, path)
+    removed, added = changed_lines(text, stored)
+    assert all(line.startswith("s3_backend =") for line in removed), removed
+    assert set(added) <= {"[tool.h2ops]", 's3_backend = "minio"', ""}, added
+    assert tomllib.loads(stored)["tool"]["h2ops"]["s3_backend"] == "minio"
+    switched = set_keys(stored, "tool.h2ops", {"s3_backend": "none"}, path)
+    assert changed_lines(stored, switched) == (['s3_backend = "minio"'], ['s3_backend = "none"'])
+
+
+def changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
+    """The lines `after` drops from `before`, and the lines it adds."""
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+    return (
+        [line[2:] for line in diff if line.startswith("- ")],
+        [line[2:] for line in diff if line.startswith("+ ")],
+    )
 
 
 def _status(copy: Path) -> str:

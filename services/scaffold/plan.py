@@ -19,11 +19,11 @@ from services.scaffold.project_state import (
     ROOT_PYPROJECT,
     ProjectState,
 )
+from services.scaffold.pyproject_keys import authors, set_keys
 from services.scaffold.readmes import replace_intro, retitle, root_intro
 from services.scaffold.rename import rename
 from services.scaffold.repository import Files
 from services.scaffold.skeleton import Skeleton
-from services.scaffold.toml_lines import set_keys, toml_authors, toml_string
 
 README = "README.md"
 PROJECT_README = "project/README.md"
@@ -104,7 +104,7 @@ def new_files(files: Files, state: ProjectState, answers: Answers) -> Files:
         files[ROOT_PYPROJECT] = set_keys(
             files[ROOT_PYPROJECT].decode(),
             "tool.h2ops",
-            {"s3_backend": toml_string(answers.object_store)},
+            {"s3_backend": answers.object_store},
             ROOT_PYPROJECT,
         ).encode()
     return files
@@ -131,9 +131,9 @@ def _with_metadata(files: Files, state: ProjectState, answers: Answers) -> Files
         files[PROJECT_PYPROJECT].decode(),
         "project",
         {
-            "name": toml_string(answers.distribution),
-            "description": toml_string(answers.description),
-            "authors": toml_authors(answers.author, answers.email),
+            "name": answers.distribution,
+            "description": answers.description,
+            "authors": authors(answers.author, answers.email),
         },
         PROJECT_PYPROJECT,
     ).encode()
