@@ -130,7 +130,11 @@ def test_rename_keeps_the_example_working_and_a_second_run_changes_nothing(
     ("store", "dags", "tests"),
     [
         ("minio", "python", ["test_dag_integrity.py"]),
-        ("rclone", "yaml", ["test_dag_integrity.py", "test_training_pipeline.py"]),
+        (
+            "rclone",
+            "yaml",
+            ["test_dag_integrity.py", "test_training_pipeline.py", "test_yaml_dag.py"],
+        ),
     ],
 )
 def test_example_keeps_one_training_dag_and_the_chosen_store(
@@ -147,6 +151,7 @@ def test_example_keeps_one_training_dag_and_the_chosen_store(
         "yaml": ["example_training.py", "example_training.yaml"],
     }
     assert dag_files == sorted(["example_inference.py", *training[dags]])
+    assert (copy / "project" / "tests" / "test_yaml_dag.py").exists() == (dags == "yaml")
     assert s3_backend(copy) == store
     assert_no_old_name(copy, old)
     assert_lint_clean_and_locked(copy)

@@ -10,7 +10,7 @@ import pytest
 from water_mapping.model.registry import CHAMPION_MODEL_URI
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
-EXAMPLE_DAG_IDS = {"example_training", "example_inference", "example_training_from_config"}
+EXAMPLE_DAG_IDS = {"example_training", "example_inference"}
 TRAINING_TASKS = {
     "generate": set(),
     "preprocess": {"generate"},
@@ -41,21 +41,15 @@ def test_no_dag_has_a_cycle(dag_bag: Any) -> None:
         dag.check_cycle()  # raises on a cycle
 
 
-@pytest.mark.parametrize("dag_id", ["example_training", "example_training_from_config"])
-def test_training_runs_generate_preprocess_train_register(dag_bag: Any, dag_id: str) -> None:
-    dag = dag_bag.dags[dag_id]
+def test_training_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
+    dag = dag_bag.dags["example_training"]
     assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == TRAINING_TASKS
 
 
-@pytest.mark.parametrize("dag_id", ["example_training", "example_training_from_config"])
-def test_training_updates_the_asset_that_schedules_inference(dag_bag: Any, dag_id: str) -> None:
-    register = dag_bag.dags[dag_id].get_task("register")
+def test_training_updates_the_asset_that_schedules_inference(dag_bag: Any) -> None:
+    register = dag_bag.dags["example_training"].get_task("register")
     assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
     inference = dag_bag.dags["example_inference"]
     assert [asset.uri for asset in inference.timetable.asset_condition.objects] == [
         CHAMPION_MODEL_URI
     ]
-
-
-def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
-    assert "dagfactory" not in dag_bag.dags["example_training_from_config"].tags

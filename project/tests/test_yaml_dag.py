@@ -1,0 +1,101 @@
+"""The training DAG declared in YAML and built by dag-factory: its tasks and Asset, the tag it
+leaves out, and a training run in-process with dag.test().
+
+It has a module of its own so that a project without YAML DAGs drops this one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
+
+if TYPE_CHECKING:
+    from conftest import S3Server
+
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
+YAML_DAG_ID = "example_training_from_config"
+TRAINING_TASKS = {
+    "generate": set(),
+    "preprocess": {"generate"},
+    "train": {"preprocess"},
+    "register": {"train"},
+}
+
+
+@pytest.fixture(scope="module")
+def dag_bag(airflow_db: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture
+def pipeline_env(
+    s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> S3Server:
+    """The client environment of the stack contract; MLflow artifacts go to s3://mlflow/."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    monkeypatch.chdir(tmp_path)
+    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
+        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location="s3://mlflow/experiments")
+    return s3_data_env
+
+
+def test_yaml_dag_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
+    assert YAML_DAG_ID in dag_bag.dag_ids
+    dag = dag_bag.dags[YAML_DAG_ID]
+    assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == TRAINING_TASKS
+
+
+def test_yaml_dag_updates_the_asset_that_schedules_inference(dag_bag: Any) -> None:
+    register = dag_bag.dags[YAML_DAG_ID].get_task("register")
+    assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
+
+
+def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
+    assert "dagfactory" not in dag_bag.dags[YAML_DAG_ID].tags
+
+
+def test_training_defined_in_yaml_trains_and_promotes_a_new_champion(
+    dag_bag: Any, pipeline_env: S3Server
+) -> None:
+    client = MlflowClient()
+    before = _champion_version(client)
+
+    run = dag_bag.dags[YAML_DAG_ID].test()
+
+    assert run.state == "success"
+    assert _champion_version(client) > before
+    assert run.run_id in _champion_asset_source_runs()
+
+
+def _champion_version(client: MlflowClient) -> int:
+    try:
+        return int(client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version)
+    except mlflow.exceptions.MlflowException:
+        return 0
+
+
+def _champion_asset_source_runs() -> list[str]:
+    """The runs that updated the champion model's Asset, from Airflow's database."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(AssetEvent.source_run_id)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(AssetModel.uri == CHAMPION_MODEL_URI)
+            )
+        )
