@@ -123,7 +123,12 @@
         description = "H2Ops: local Airflow, MLflow, JupyterLab and S3 started by `nox -s up`, no Docker";
         welcomeText = ''
           # H2Ops
-          Enter the dev shell with `nix develop` (or `direnv allow`), then `nox -s up` starts the stack.
+
+          In the dev shell (`nix develop`, or `direnv allow`):
+
+          1. `git init && git add -A && git commit -m "From H2Ops"`, so that init's changes show as a diff.
+          2. `nox -s init` gives the example project your names (`nox -s init -- --help` for the options).
+          3. `nox -s up` starts the stack.
         '';
       };
 
