@@ -43,8 +43,12 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
         "AIRFLOW__API__SECRET_KEY": settings.airflow_jwt_secret,
         "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
         # New DAG files appear within about 10 s instead of the default 5 minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # A handful of DAG files needs one parser, not two.
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
     }
@@ -68,9 +72,11 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     ]
     commands = {
         "airflow-api-server": api_server,
-        "airflow-scheduler": [airflow, "scheduler"],
+        # Task logs are files on this machine, which the api-server reads directly: the log
+        # servers the scheduler and triggerer would start (a process each) serve nobody.
+        "airflow-scheduler": [airflow, "scheduler", "--skip-serve-logs"],
         "airflow-dag-processor": [airflow, "dag-processor"],
-        "airflow-triggerer": [airflow, "triggerer"],
+        "airflow-triggerer": [airflow, "triggerer", "--skip-serve-logs"],
     }
     return Service(
         name="airflow",

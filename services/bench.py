@@ -35,7 +35,7 @@ from services.settings import REPO_ROOT
 from services.stack import tail
 from services.supervisor import marked_processes
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
 WAIT_LIMIT = 300.0
 DAG_RUN_LIMIT = 600.0
 

@@ -78,8 +78,9 @@ class StackSettings(BaseSettings):
     ready_timeout: float = Field(
         180.0, gt=0, description="Seconds a service may take to become healthy."
     )
+    # Each LocalExecutor worker is a process that holds about 60 MB while idle.
     airflow_parallelism: int = Field(
-        4, ge=1, le=64, description="Airflow tasks run at once (LocalExecutor workers)."
+        2, ge=1, le=64, description="Airflow tasks run at once (LocalExecutor workers)."
     )
 
     airflow_username: str = "admin"

@@ -166,7 +166,9 @@ class Stack:
                     state = self.supervisor.state(program.name)
                     if state.state in ("FATAL", "STOPPED"):
                         raise self._failure(
-                            service, f"{program.name} is {state.state} ({state.description})"
+                            service,
+                            f"{program.name} is {state.state} ({state.description})",
+                            program.name,
                         )
                 health = service.probe(client)
                 if health.healthy:
@@ -185,13 +187,9 @@ class Stack:
             service.after_ready()
         report(service.name, f"ready in {time.monotonic() - started:.1f} s")
 
-    def _failure(self, service: Service, reason: str) -> ServiceFailed:
-        log = self.layout.log_file(service.programs[0].name)
-        for program in service.programs:  # point at the program whose log says most
-            candidate = self.layout.log_file(program.name)
-            if candidate.exists() and candidate.stat().st_size > 0:
-                log = candidate
-                break
+    def _failure(self, service: Service, reason: str, program: str | None = None) -> ServiceFailed:
+        """The failure, with the log of the program that failed (else the service's first)."""
+        log = self.layout.log_file(program or service.programs[0].name)
         return ServiceFailed(service.name, reason, log, tail(log, 20))
 
     # -- down, restart ------------------------------------------------------------------------

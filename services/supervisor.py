@@ -279,7 +279,11 @@ class Supervisor:
 
 
 def marked_processes(state_dir: Path) -> list[psutil.Process]:
-    """Every process started for this state dir (it and its children carry the marker)."""
+    """Every process started for this state dir, with all its descendants.
+
+    Programs inherit the marker; their children usually do too, but one that rewrites its
+    process title (Airflow's workers do) may lose it, so descendants are added by ancestry.
+    """
     marker = f"{STACK_MARKER}={state_dir}"
     own = os.getpid()
     found = []
@@ -291,7 +295,12 @@ def marked_processes(state_dir: Path) -> list[psutil.Process]:
                 found.append(process)
         except psutil.Error:
             continue
-    return found
+    family = {process.pid: process for process in found}
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            family.update({child.pid: child for child in process.children(recursive=True)})
+    family.pop(own, None)
+    return list(family.values())
 
 
 def stop_marked_processes(state_dir: Path, timeout: float = 10.0) -> list[int]:
