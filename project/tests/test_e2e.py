@@ -168,6 +168,24 @@ def test_training_succeeds_and_its_asset_triggers_inference(
     assert pipeline_runs["inference"]["run_type"] == "asset_triggered"
 
 
+def test_task_logs_are_readable_through_the_api(
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
+) -> None:
+    """The stack runs no log servers: the api-server must read task logs from local files."""
+    airflow = AirflowApi(
+        any_stack.airflow_url, any_stack.airflow_username, any_stack.airflow_password
+    )
+    run_id = pipeline_runs["training"]["dag_run_id"]
+    response = airflow.client.get(
+        f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/generate/logs/1",
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    lines = [_log_line(item) for item in response.json().get("content", [])]
+    assert any(lines), "the task log is empty"
+    assert not any("Could not read served logs" in line for line in lines), lines[:20]
+
+
 def test_registry_has_a_champion_from_the_training_run(
     pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
 ) -> None:
