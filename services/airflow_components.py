@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -58,10 +59,10 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     layout = StateLayout.of(settings)
     home = layout.service_dir("airflow")
     environment = airflow_environment(settings, root)
-    airflow = venv_bin("airflow")
+    airflow = [sys.executable, "-m", "services.airflow_main"]
     url = service_url(settings, settings.airflow_port)
     api_server = [
-        airflow,
+        *airflow,
         "api-server",
         "--host",
         settings.host,
@@ -74,9 +75,9 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
         "airflow-api-server": api_server,
         # Task logs are files on this machine, which the api-server reads directly: the log
         # servers the scheduler and triggerer would start (a process each) serve nobody.
-        "airflow-scheduler": [airflow, "scheduler", "--skip-serve-logs"],
-        "airflow-dag-processor": [airflow, "dag-processor"],
-        "airflow-triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+        "airflow-scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "airflow-dag-processor": [*airflow, "dag-processor"],
+        "airflow-triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
     }
     return Service(
         name="airflow",
