@@ -82,3 +82,17 @@ def test_figure_shows_tile_truth_and_prediction_and_drops_unknown_truth() -> Non
 
     assert len(plot_tile_truth_prediction(bands, mask, mask, title="t").axes) == 3
     assert len(plot_tile_truth_prediction(bands, None, mask).axes) == 2
+
+
+def test_s3_client_signs_with_the_keys_in_the_environment_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel or test that changes AWS_* variables must not keep signing with the old keys."""
+    from water_mapping.utils.data_store import _s3_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "first-secret")
+    assert _s3_client()._request_signer._credentials.access_key == "first-key"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "second-secret")
+    assert _s3_client()._request_signer._credentials.access_key == "second-key"

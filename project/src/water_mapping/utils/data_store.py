@@ -119,4 +119,6 @@ def _s3_client() -> BaseClient:
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
     # Path-style addressing: local S3 servers do not serve bucket names as host names.
     config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3})
-    return boto3.client("s3", region_name=region, config=config)
+    # A session of its own: boto3's default session keeps the first credentials it found, so a
+    # process whose environment changes (a notebook, a test) would sign with stale keys.
+    return boto3.session.Session().client("s3", region_name=region, config=config)
