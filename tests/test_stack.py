@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -68,27 +69,21 @@ def test_s3_put_get_with_generated_keys_and_refuses_wrong_ones(stack: RunningSta
         s3(stack, secret="wrong-secret").get_object(Bucket="data", Key=key)
 
 
-def test_mlflow_logs_metric_and_artifact_into_the_bucket(stack: RunningStack, tmp_path) -> None:
-    import mlflow
+def test_mlflow_logs_metric_and_artifact_into_the_bucket(
+    stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    # As a user's code sees it: the stack's client environment, no URL or key in code.
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient()
     experiment_id = client.create_experiment(f"stack-test-{uuid.uuid4().hex[:8]}")
     run = client.create_run(experiment_id)
     client.log_metric(run.info.run_id, "iou", 0.75)
     artifact = tmp_path / "note.txt"
     artifact.write_text("water")
-    previous = {k: os.environ.get(k) for k in stack.env}
-    os.environ.update(stack.env)
-    try:
-        mlflow.set_tracking_uri(stack.mlflow_url)
-        client.log_artifact(run.info.run_id, str(artifact))
-    finally:
-        for k, v in previous.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    client.log_artifact(run.info.run_id, str(artifact))
     assert client.get_run(run.info.run_id).data.metrics["iou"] == 0.75
     keys = [o["Key"] for o in s3(stack).list_objects_v2(Bucket="mlflow").get("Contents", [])]
     assert any(k.endswith(f"{run.info.run_id}/artifacts/note.txt") for k in keys), keys
