@@ -8,8 +8,6 @@ from services import airflow_components, jupyter_lab, mlflow_tracking, s3_store
 from services.service import Service
 from services.settings import REPO_ROOT, StackSettings
 
-SERVICE_NAMES = ("s3", "mlflow", "airflow", "jupyter")
-
 
 def declare_services(settings: StackSettings, root: Path = REPO_ROOT) -> list[Service]:
     declared = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.catalog import SERVICE_NAMES, declare_services
+from services.catalog import declare_services
 from services.client_env import client_environment
 from services.layout import StateLayout
 from services.ports import PortTaken, find_taken_ports
@@ -64,7 +64,7 @@ class Stack:
         wanted = list(names) or list(declared)
         for name in wanted:
             if name not in declared:
-                if name == "s3" and name in SERVICE_NAMES:
+                if name == "s3":
                     raise StackError("s3 is off (H2OPS_S3_BACKEND=none): set it to auto to use it")
                 raise StackError(f"unknown service {name!r}: choose from {', '.join(declared)}")
         chosen: set[str] = set()

@@ -4,7 +4,7 @@
   `data` and `mlflow`, for one test session. The stack's own S3 declaration may replace it.
 - `mlflow_tracking_uri` / `mlflow_experiment`: a local SQLite MLflow store in a temp dir.
 - `airflow_home` / `airflow_db`: AIRFLOW_HOME in a temp dir and its migrated SQLite database,
-  set up once per session.
+  set up once per session; `dag_bag`: the DAGs folder parsed against it.
 
 Airflow reads its configuration when first imported, so tests import it only inside tests
 or fixtures that depend on `airflow_home`.
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -211,3 +212,13 @@ def airflow_db(airflow_home: Path) -> Path:
 
     upgradedb()
     return airflow_home
+
+
+@pytest.fixture(scope="module")
+def dag_bag(airflow_db: Path) -> Any:
+    """Every DAG in the DAGs folder, parsed as the dag-processor would; `dag.test()` runs on it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    return bag

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from water_mapping.model.registry import CHAMPION_MODEL_URI
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
@@ -17,13 +15,6 @@ TRAINING_TASKS = {
     "train": {"preprocess"},
     "register": {"train"},
 }
-
-
-@pytest.fixture(scope="module")
-def dag_bag(airflow_home: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS_FOLDER))
 
 
 def test_every_dag_file_imports_without_errors(dag_bag: Any) -> None:

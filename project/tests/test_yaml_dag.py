@@ -29,15 +29,6 @@ TRAINING_TASKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def dag_bag(airflow_db: Path) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS_FOLDER))
-    assert bag.import_errors == {}
-    return bag
-
-
 @pytest.fixture
 def pipeline_env(
     s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

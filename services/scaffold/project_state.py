@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from services.scaffold import InitError
 from services.scaffold.answers import DagStyle
-from services.scaffold.repository import Files
+from services.scaffold.repository import Files, packages_in
 
 PACKAGES_DIR = "project/src"
 DAGS_DIR = "project/dags"
@@ -43,15 +43,7 @@ class ProjectState:
 
 def current_package(files: Files) -> str:
     """The one package under project/src (a folder with an __init__.py)."""
-    found = sorted(
-        {
-            path.split("/")[2]
-            for path in files
-            if path.startswith(f"{PACKAGES_DIR}/")
-            and path.count("/") == 3
-            and path.endswith("/__init__.py")
-        }
-    )
+    found = packages_in(files, PACKAGES_DIR)
     if len(found) != 1:
         raise InitError(
             f"expected exactly one package under {PACKAGES_DIR}/, found {found or 'none'}: "

@@ -134,3 +134,17 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise InitError(f"`git {' '.join(args)}` failed in {root}: {done.stderr.strip()}")
     return done.stdout
+
+
+def packages_in(files: Files, folder: str) -> list[str]:
+    """The Python packages directly inside `folder`: its subfolders with an __init__.py."""
+    depth = folder.count("/") + 2
+    return sorted(
+        {
+            path.split("/")[depth - 1]
+            for path in files
+            if path.startswith(f"{folder}/")
+            and path.count("/") == depth
+            and path.endswith("/__init__.py")
+        }
+    )

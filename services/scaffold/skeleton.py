@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.scaffold.answers import DagStyle
-from services.scaffold.repository import Files
+from services.scaffold.repository import Files, packages_in
 
 TEMPLATES = Path(__file__).with_name("templates")
 PROJECT = "project"
@@ -74,13 +74,7 @@ class Skeleton:
     def _subpackage_files(self, files: Files) -> dict[str, str]:
         """A guiding __init__.py and a change_me_<subpackage>.py in each subpackage there is."""
         source = f"{PROJECT}/src/{self.package}"
-        subpackages = sorted(
-            path.split("/")[3]
-            for path in files
-            if path.startswith(f"{source}/")
-            and path.count("/") == 4
-            and path.endswith("/__init__.py")
-        )
+        subpackages = packages_in(files, source)
         new: dict[str, str] = {}
         for subpackage in subpackages:
             purpose = PURPOSES.get(subpackage, "Change me: say what belongs in this subpackage.")
