@@ -59,7 +59,14 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     layout = StateLayout.of(settings)
     home = layout.service_dir("airflow")
     environment = airflow_environment(settings, root)
-    airflow = [sys.executable, "-m", "services.airflow_main"]
+    preload = layout.socket("airflow-preload")
+    if settings.airflow_preload:
+        airflow = [
+            *[sys.executable, "-m", "services.airflow_preload", "run", str(preload)],
+            *["--connect-timeout", str(settings.ready_timeout), "--"],
+        ]
+    else:
+        airflow = [sys.executable, "-m", "services.airflow_main"]
     url = service_url(settings, settings.airflow_port)
     api_server = [
         *airflow,
@@ -79,13 +86,18 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
         "airflow-dag-processor": [*airflow, "dag-processor"],
         "airflow-triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
     }
+    programs = [
+        Program(name=name, command=command, environment=environment, directory=home)
+        for name, command in commands.items()
+    ]
+    if settings.airflow_preload:
+        server = [sys.executable, "-m", "services.airflow_preload", "serve", str(preload)]
+        # Stopped alone, it gives its components a few seconds, then SIGTERM, then SIGKILL.
+        programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=25))
     return Service(
         name="airflow",
         title="Airflow",
-        programs=[
-            Program(name=name, command=command, environment=environment, directory=home)
-            for name, command in commands.items()
-        ],
+        programs=programs,
         url=url,
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},

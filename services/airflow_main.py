@@ -13,13 +13,14 @@ import gc
 import sys
 
 
-def main() -> None:
+def run_airflow(arguments: list[str]) -> None:
+    """`airflow ARGUMENTS` in this process; exits with its exit code."""
     from airflow.__main__ import main as airflow_main
 
     atexit.register(gc.freeze)  # registered first, so it runs after Airflow's own handlers
-    sys.argv[0] = "airflow"
+    sys.argv = ["airflow", *arguments]
     sys.exit(airflow_main())
 
 
 if __name__ == "__main__":
-    main()
+    run_airflow(sys.argv[1:])

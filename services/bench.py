@@ -221,16 +221,30 @@ def _timed(action: Callable[[], object]) -> float:
 
 
 def pss_by_program(run: StackRun) -> dict[str, float]:
-    """Where the memory goes: each supervised program with its children."""
+    """Where the memory goes: each supervised program with its children.
+
+    Airflow's components are forks of the airflow-preload program, not children of their own
+    programs; each fork (told apart by its title, `airflow scheduler ...`) counts for its own.
+    """
     report = run.status()
-    result = {}
+    families: dict[str, list[psutil.Process]] = {}
     for service in report["services"]:
         for program in service["programs"]:
             if program["pid"]:
                 with _suppress():
                     root = psutil.Process(program["pid"])
-                    result[program["name"]] = round(pss_mb([root, *_children(root)]), 1)
-    return result
+                    families[program["name"]] = [root, *_children(root)]
+    server = families.get("airflow-preload")
+    if server:
+        with _suppress():
+            for fork in server[0].children():
+                owner = "airflow-" + fork.cmdline()[0].split()[1].replace("_", "-")
+                if owner in families:
+                    family = [fork, *_children(fork)]
+                    families[owner] += family
+                    moved = {process.pid for process in family}
+                    server[:] = [process for process in server if process.pid not in moved]
+    return {name: round(pss_mb(family), 1) for name, family in families.items()}
 
 
 def training_to_inference(run: StackRun) -> float | None:

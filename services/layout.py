@@ -38,12 +38,17 @@ class StateLayout:
 
     @property
     def supervisor_socket(self) -> Path:
-        """The control socket; moved to a short temp path when the state dir is too deep."""
-        socket = self.root / "supervisor.sock"
+        """supervisord's control socket."""
+        return self.socket("supervisor")
+
+    def socket(self, name: str) -> Path:
+        """A unix socket; moved to a short temp path when the state dir is too deep."""
+        socket = self.root / f"{name}.sock"
         if len(str(socket)) <= _MAX_SOCKET_PATH:
             return socket
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"h2ops-{digest}.sock"
+        suffix = "" if name == "supervisor" else f"-{name}"
+        return Path(tempfile.gettempdir()) / f"h2ops-{digest}{suffix}.sock"
 
     def log_file(self, program: str) -> Path:
         return self.logs / f"{program}.log"

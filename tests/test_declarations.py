@@ -48,6 +48,7 @@ def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
     assert services["airflow"].ports == {"H2OPS_AIRFLOW_PORT": 18080}
     assert services["mlflow"].requires == ("s3",)
     assert services["airflow"].program_names == [
+        "airflow-preload",
         "airflow-api-server",
         "airflow-scheduler",
         "airflow-dag-processor",
@@ -127,9 +128,9 @@ def test_supervisor_config_escapes_and_groups(tmp_path: Path) -> None:
     services = declare_services(settings)
     programs = [p for s in services for p in s.programs]
     config = render_config(StateLayout.of(settings), programs, {"H2OPS_STACK": "x"})
-    assert config.count("[program:") == 7
-    assert config.count("autostart=false") == 7
-    assert config.count("stopasgroup=true") == config.count("killasgroup=true") == 7
+    assert config.count("[program:") == len(programs) == 8
+    assert config.count("autostart=false") == len(programs)
+    assert config.count("stopasgroup=true") == config.count("killasgroup=true") == len(programs)
     assert "50%%off" in config and "50%off" not in config.replace("50%%off", "")
 
     import configparser
@@ -187,3 +188,16 @@ def test_codespaces_settings_reach_the_servers(
     jupyter = " ".join(services["jupyter"].programs[0].command)
     assert "fluffy-lake-123-8888.app.github.dev" in jupyter
     assert "--ServerApp.allow_origin=https://fluffy-lake-123-8888.app.github.dev" in jupyter
+
+
+def test_airflow_components_fork_from_one_preload_server_unless_turned_off(tmp_path: Path) -> None:
+    airflow = by_name(make_settings(tmp_path))["airflow"]
+    server, *components = airflow.programs
+    assert server.command[2:4] == ["services.airflow_preload", "serve"]
+    socket_path = server.command[-1]
+    for component in components:
+        assert component.command[2:5] == ["services.airflow_preload", "run", socket_path]
+
+    separate = by_name(make_settings(tmp_path, airflow_preload=False))["airflow"]
+    assert "airflow-preload" not in separate.program_names
+    assert all(p.command[2] == "services.airflow_main" for p in separate.programs)

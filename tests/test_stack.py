@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -9,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from botocore.exceptions import ClientError
 
@@ -140,3 +142,35 @@ def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) ->
         time.sleep(1)
     else:
         pytest.fail(f"mlflow did not come back within {WAIT_SECONDS} s: {now}")
+
+
+def airflow_forks(stack: RunningStack) -> dict[str, psutil.Process]:
+    """Airflow's components by name, found as children of the airflow-preload program."""
+    airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+    server = {p["name"]: p for p in airflow["programs"]}["airflow-preload"]
+    forks = {}
+    for child in psutil.Process(server["pid"]).children():
+        with contextlib.suppress(psutil.Error):
+            # "airflow scheduler ...", or Airflow's own "airflow api_server -- host:..."
+            forks[child.cmdline()[0].split()[1].replace("_", "-")] = child
+    return forks
+
+
+def test_airflow_components_are_forks_and_a_killed_one_comes_back(stack: RunningStack) -> None:
+    forks = airflow_forks(stack)
+    assert set(forks) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    scheduler = forks["scheduler"]
+    workers = scheduler.children()
+    assert workers, "LocalExecutor workers run under the scheduler"
+    scheduler.kill()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        now = airflow_forks(stack).get("scheduler")
+        airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+        if now is not None and now.pid != scheduler.pid and airflow["healthy"]:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the scheduler did not come back within {WAIT_SECONDS} s: {airflow}")
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, "the killed scheduler's workers are stopped, not left behind"

@@ -1,0 +1,145 @@
+"""The fork server under Airflow's components, with real processes and a stand-in component.
+
+The stand-in is forked exactly as Airflow's components are (same server, same client); it
+prints, sleeps or exits as its argv says, so each case takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from services.settings import REPO_ROOT
+
+SERVER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    from services.airflow_preload import ForkServer
+
+    argv = ForkServer(Path(sys.argv[1])).serve()
+    if argv is not None:  # the forked component: airflow MESSAGE EXIT_CODE
+        print(f"{argv[1]} pid={os.getpid()} pgid={os.getpgrp()} cwd={os.getcwd()} "
+              f"marker={os.environ.get('MARKER')}", flush=True)
+        if argv[2] == "sleep":
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+            time.sleep(60)
+        sys.exit(int(argv[2]))
+    """
+)
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    path = tmp_path / "preload.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(path)], cwd=REPO_ROOT, start_new_session=True
+    )
+    wait_for(path.exists)
+    yield path, process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not path.exists(), "the server removes its socket when it stops"
+
+
+def client(path: Path, *argv: str, cwd: Path, **env: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path), "--", *argv]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # like supervisord: each program its own process group
+    )
+
+
+def component_pid(output_line: str) -> int:
+    return int(output_line.split("pid=")[1].split()[0])
+
+
+def test_component_gets_the_clients_stdout_cwd_and_environment_and_its_exit_code(
+    server, tmp_path: Path
+) -> None:
+    path, _ = server
+    run = client(path, "hello", "3", cwd=tmp_path, MARKER="from-client")
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 3
+    assert f"cwd={tmp_path}" in output
+    assert "marker=from-client" in output
+    pid = component_pid(output)
+    assert f"pgid={pid}" in output, "each component leads its own process group"
+
+
+def test_stopping_the_client_stops_the_component_and_reports_how_it_ended(
+    server, tmp_path: Path
+) -> None:
+    path, _ = server
+    run = client(path, "waiting", "sleep", cwd=tmp_path)
+    pid = component_pid(run.stdout.readline())
+    assert psutil.pid_exists(pid)
+    os.killpg(run.pid, signal.SIGTERM)  # what supervisord does to stop a program
+    assert run.wait(timeout=15) == 7, "the component's own exit code, after its SIGTERM handler"
+    wait_for(lambda: not psutil.pid_exists(pid))
+
+
+def test_a_killed_client_leaves_no_component_behind(server, tmp_path: Path) -> None:
+    path, _ = server
+    run = client(path, "orphan", "sleep", cwd=tmp_path)
+    pid = component_pid(run.stdout.readline())
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=5)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+
+
+def test_a_killed_server_makes_its_clients_stop_their_components(server, tmp_path: Path) -> None:
+    path, process = server
+    run = client(path, "abandoned", "sleep", cwd=tmp_path)
+    pid = component_pid(run.stdout.readline())
+    process.kill()
+    process.wait(timeout=5)
+    assert run.wait(timeout=20) == 1
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    path.unlink()  # a killed server cannot remove its socket; the next one replaces it
+
+
+def test_a_stopped_server_stops_its_components(server, tmp_path: Path) -> None:
+    path, process = server
+    run = client(path, "stopped-with-server", "sleep", cwd=tmp_path)
+    pid = component_pid(run.stdout.readline())
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+    assert run.wait(timeout=5) == 7, "the client still reports the component's exit"
+    assert not psutil.pid_exists(pid)
+
+
+def test_no_server_is_a_bounded_wait_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "nobody.sock"
+    started = time.monotonic()
+    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path)]
+    result = subprocess.run(
+        [*command, "--connect-timeout", "1", "--", "x", "0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "airflow-preload" in result.stderr
+    assert time.monotonic() - started < 15
