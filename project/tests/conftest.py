@@ -148,6 +148,33 @@ def s3_data_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Serve
     return s3_server
 
 
+@pytest.fixture
+def pipeline_env(
+    request: pytest.FixtureRequest,
+    s3_data_env: S3Server,
+    mlflow_tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> S3Server:
+    """The stack's client environment for in-process pipeline runs: data in s3://data, and the
+    experiment named by the test's `mlflow_experiment` mark keeping its artifacts in
+    s3://mlflow/ (a SQLite tracking URI alone would put them in the working directory)."""
+    import mlflow
+
+    mark = request.node.get_closest_marker("mlflow_experiment")
+    if mark is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid} uses pipeline_env: mark it with "
+            "@pytest.mark.mlflow_experiment(NAME), NAME being the experiment the pipeline logs to"
+        )
+    experiment = mark.args[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    monkeypatch.chdir(tmp_path)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location="s3://mlflow/experiments")
+    return s3_data_env
+
+
 @pytest.fixture(scope="session")
 def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite MLflow store in a temp dir, its tables created once (that takes seconds)."""

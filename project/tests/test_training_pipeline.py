@@ -10,7 +10,6 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -23,19 +22,8 @@ from water_mapping.workflow_steps import PREDICTIONS_PREFIX
 if TYPE_CHECKING:
     from conftest import S3Server
 
+pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
-
-
-@pytest.fixture
-def pipeline_env(
-    s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> S3Server:
-    """The client environment of the stack contract; MLflow artifacts go to s3://mlflow/."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
-    monkeypatch.chdir(tmp_path)
-    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
-        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location="s3://mlflow/experiments")
-    return s3_data_env
 
 
 def test_s3_store_keeps_its_keys_under_the_url_prefix(s3_data_env: S3Server) -> None:

@@ -19,6 +19,7 @@ from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
 if TYPE_CHECKING:
     from conftest import S3Server
 
+pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 YAML_DAG_ID = "example_training_from_config"
 TRAINING_TASKS = {
@@ -27,18 +28,6 @@ TRAINING_TASKS = {
     "train": {"preprocess"},
     "register": {"train"},
 }
-
-
-@pytest.fixture
-def pipeline_env(
-    s3_data_env: S3Server, mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> S3Server:
-    """The client environment of the stack contract; MLflow artifacts go to s3://mlflow/."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
-    monkeypatch.chdir(tmp_path)
-    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
-        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location="s3://mlflow/experiments")
-    return s3_data_env
 
 
 def test_yaml_dag_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
