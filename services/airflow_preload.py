@@ -297,7 +297,7 @@ def connect(path: Path, timeout: float) -> socket.socket:
             if time.monotonic() >= deadline:
                 raise PreloadError(
                     f"no airflow-preload server at {path} after {timeout:.0f} s: "
-                    "see the airflow-preload log (`nox -s logs -- airflow-preload`)"
+                    "its log is airflow-preload.log (`nox -s logs -- airflow`)"
                 ) from None
             time.sleep(0.2)
 

@@ -134,3 +134,19 @@ def test_clean_asks_for_confirmation_then_deletes_state(run: StackRun) -> None:
     assert done.returncode == 0
     assert not state.exists()
     assert marked_processes(run) == []
+
+
+def test_airflow_preload_switched_off_takes_effect_on_restart(run: StackRun) -> None:
+    def airflow() -> dict:
+        return next(s for s in run.status()["services"] if s["name"] == "airflow")
+
+    run.up("airflow")
+    assert "airflow-preload" in [p["name"] for p in airflow()["programs"]]
+    run.extra_env["H2OPS_AIRFLOW_PRELOAD"] = "false"
+    result = run.cli("restart", "airflow")
+    assert result.returncode == 0, result.stderr
+    now = airflow()
+    assert now["healthy"], now
+    assert "airflow-preload" not in [p["name"] for p in now["programs"]]
+    commands = [" ".join(p.cmdline()) for p in marked_processes(run) if p.is_running()]
+    assert not any("services.airflow_preload" in command for command in commands), commands
