@@ -71,6 +71,7 @@ class Component:
     pid: int
     connection: socket.socket | None
     kill_at: float | None = None  # when to SIGKILL, once it was asked to stop
+    killed: bool = False
 
 
 @dataclass
@@ -123,15 +124,22 @@ class ForkServer:
     def __post_init__(self) -> None:
         self._server_pid = os.getpid()
 
+    def _grace_over(self) -> bool:
+        """Stopping, and the clients had their chance to stop their components themselves."""
+        stopping = self.stopping_since
+        return stopping is not None and time.monotonic() >= stopping + STOP_GRACE
+
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum != signal.SIGCHLD and self.stopping_since is None:
             self.stopping_since = time.monotonic()
 
     def _next_timeout(self) -> float | None:
         """Sleep until something happens, or until the next deadline: no idle wake-ups."""
-        deadlines = [c.kill_at for c in self.components.values() if c.kill_at is not None]
+        deadlines = [
+            c.kill_at for c in self.components.values() if c.kill_at is not None and not c.killed
+        ]
         deadlines += self.leftovers.values()
-        if self.stopping_since is not None:
+        if self.stopping_since is not None and not self._grace_over():
             deadlines.append(self.stopping_since + STOP_GRACE)
         if not deadlines:
             return None
@@ -161,9 +169,12 @@ class ForkServer:
             os.close(fd)
         print(f"airflow-preload: airflow {' '.join(request['argv'])} is pid {pid}", flush=True)
         connection.settimeout(None)
-        connection.sendall(f"{pid}\n".encode())
         self.components[pid] = Component(pid, connection)
         self.selector.register(connection, selectors.EVENT_READ, pid)
+        try:
+            connection.sendall(f"{pid}\n".encode())
+        except OSError:  # the client is gone already
+            self._client_closed(pid)
         return None
 
     def _become_child(self, *sockets: socket.socket) -> None:
@@ -230,12 +241,13 @@ class ForkServer:
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
-        if self.stopping_since is not None and now >= self.stopping_since + STOP_GRACE:
+        if self._grace_over():
             for component in self.components.values():
                 self._terminate(component)
         for component in self.components.values():
-            if component.kill_at is not None and now >= component.kill_at:
+            if component.kill_at is not None and now >= component.kill_at and not component.killed:
                 _signal_group(component.pid, signal.SIGKILL)
+                component.killed = True
         for group, kill_at in list(self.leftovers.items()):
             if now >= kill_at:
                 _signal_group(group, signal.SIGKILL)
