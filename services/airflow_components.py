@@ -52,6 +52,9 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
+        # that lets `down` find processes a killed supervisord left.
+        "SPT_NOENV": "1",
     }
 
 
@@ -92,8 +95,9 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     ]
     if settings.airflow_preload:
         server = [sys.executable, "-m", "services.airflow_preload", "serve", str(preload)]
-        # Stopped alone, it gives its components a few seconds, then SIGTERM, then SIGKILL.
-        programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=25))
+        # Stopped alone, it leaves its components 15 s to their clients, then SIGTERMs them
+        # and SIGKILLs them 10 s later.
+        programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=30))
     return Service(
         name="airflow",
         title="Airflow",

@@ -52,8 +52,11 @@ PRELOAD = (
 )
 STDIO = (0, 1, 2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+FORK_BLOCKED = (signal.SIGCHLD, *STOP_SIGNALS)
 KILL_AFTER = 10.0  # seconds a component gets after SIGTERM before SIGKILL, when nobody waits
-STOP_GRACE = 5.0  # seconds the server waits for components its clients are already stopping
+# Seconds the server, when stopped, leaves components to their clients (supervisord gives each
+# 15 s): a second SIGTERM would cut short the scheduler's wait for running tasks.
+STOP_GRACE = 15.0
 REQUEST_TIMEOUT = 10.0
 
 
@@ -66,7 +69,7 @@ class PreloadError(RuntimeError):
 
 @dataclass
 class Component:
-    """A forked component and the client connection that asked for it."""
+    """A forked component; `connection` is its client's, None once that client is gone."""
 
     pid: int
     connection: socket.socket | None
@@ -74,64 +77,97 @@ class Component:
     killed: bool = False
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a client asks for: `airflow ARGV` in its cwd and environment, on its stdio."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    fds: list[int]
+
+    @classmethod
+    def parse(cls, line: bytes, fds: list[int]) -> Request:
+        data = json.loads(line)
+        argv, cwd, env = data.get("argv"), data.get("cwd"), data.get("env")
+        if not (
+            isinstance(argv, list)
+            and argv
+            and all(isinstance(arg, str) for arg in argv)
+            and isinstance(cwd, str)
+            and isinstance(env, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            raise PreloadError(f"malformed request: {line[:200]!r}")
+        if len(fds) != len(STDIO):
+            raise PreloadError(f"expected {len(STDIO)} file descriptors, got {len(fds)}")
+        return cls(argv, cwd, env, fds)
+
+
 @dataclass
 class ForkServer:
-    """Accepts fork requests on a unix socket; returns the request's argv in the forked child."""
+    """Accepts fork requests on a unix socket; returns the request in the forked child.
+
+    `imported_env` holds what importing Airflow put into the environment (the api-server's
+    `_AIRFLOW_PROCESS_CONTEXT=server`); the forks keep it on top of their client's environment.
+    """
 
     path: Path
+    imported_env: dict[str, str] = field(default_factory=dict)
     selector: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
     components: dict[int, Component] = field(default_factory=dict)
     leftovers: dict[int, float] = field(default_factory=dict)  # group of a dead component: kill at
     stopping_since: float | None = None
+    server_pid: int = field(default_factory=os.getpid)
 
-    def serve(self) -> list[str] | None:
-        """Run until SIGTERM (returns None) or until this process is a forked child (its argv)."""
+    def serve(self) -> Request | None:
+        """Run until a stop signal (returns None), or return the request in a forked child."""
         wakeup_read, wakeup_write = socket.socketpair()
         wakeup_write.setblocking(False)
         signal.set_wakeup_fd(wakeup_write.fileno())
-        for signum in (signal.SIGCHLD, *STOP_SIGNALS):
+        for signum in FORK_BLOCKED:
             signal.signal(signum, self._on_signal)
         self.path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.path))
-        self.path.chmod(0o600)
+        umask = os.umask(0o177)  # the socket is this user's from the moment it exists
+        try:
+            listener.bind(str(self.path))
+        finally:
+            os.umask(umask)
         listener.listen()
         self.selector.register(listener, selectors.EVENT_READ, "accept")
         self.selector.register(wakeup_read, selectors.EVENT_READ, "wakeup")
-        print(f"airflow-preload: serving on {self.path}", flush=True)
+        _log(f"serving on {self.path}")
         try:
             while not (self.stopping_since is not None and not self.components):
                 for key, _ in self.selector.select(self._next_timeout()):
                     if key.data == "accept":
-                        argv = self._accept(listener)
-                        if argv is not None:  # this is the forked child
-                            self._become_child(listener, wakeup_read, wakeup_write)
-                            return argv
+                        request = self._accept(listener)
+                        if request is not None:  # this is the forked child
+                            self._become_child(request, listener, wakeup_read, wakeup_write)
+                            return request
                     elif key.data == "wakeup":
-                        with contextlib.suppress(BlockingIOError):
-                            wakeup_read.recv(4096)
+                        wakeup_read.recv(4096)
                     else:
                         self._client_closed(key.data)
                 self._reap()
                 self._enforce_deadlines()
         finally:
-            if os.getpid() == self._server_pid:
+            if os.getpid() == self.server_pid:
                 self.path.unlink(missing_ok=True)
                 for group in self.leftovers:
                     _signal_group(group, signal.SIGKILL)
         return None
 
-    def __post_init__(self) -> None:
-        self._server_pid = os.getpid()
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """SIGCHLD only wakes the loop (through the wakeup fd); the others start the stop."""
+        if signum != signal.SIGCHLD and self.stopping_since is None:
+            self.stopping_since = time.monotonic()
 
     def _grace_over(self) -> bool:
         """Stopping, and the clients had their chance to stop their components themselves."""
         stopping = self.stopping_since
         return stopping is not None and time.monotonic() >= stopping + STOP_GRACE
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if signum != signal.SIGCHLD and self.stopping_since is None:
-            self.stopping_since = time.monotonic()
 
     def _next_timeout(self) -> float | None:
         """Sleep until something happens, or until the next deadline: no idle wake-ups."""
@@ -145,29 +181,45 @@ class ForkServer:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _accept(self, listener: socket.socket) -> list[str] | None:
-        connection, _ = listener.accept()
+    def _accept(self, listener: socket.socket) -> Request | None:
+        """Read one request and fork for it; the request (in the child) or None (here).
+
+        It blocks the loop for at most REQUEST_TIMEOUT: clients are local and send at once.
+        """
+        try:
+            connection, _ = listener.accept()
+        except OSError as error:
+            _log(f"could not accept a request: {error}")
+            return None
+        fds: list[int] = []
         try:
             connection.settimeout(REQUEST_TIMEOUT)
             _, fds, _, _ = socket.recv_fds(connection, 1, len(STDIO))
             with connection.makefile("rb") as reader:
-                request = json.loads(reader.readline())
-            if len(fds) != len(STDIO) or self.stopping_since is not None:
-                raise PreloadError("bad request or stopping")
+                request = Request.parse(reader.readline(), fds)
+            if self.stopping_since is not None:
+                raise PreloadError("stopping")
         except (OSError, ValueError, PreloadError) as error:
-            print(f"airflow-preload: refused a request: {error}", flush=True)
+            _log(f"refused a request: {error}")
+            for fd in fds:
+                os.close(fd)
             connection.close()
             return None
         sys.stdout.flush()
         sys.stderr.flush()
+        # Signals wait until the child leads its own group with default handlers: a SIGTERM
+        # sent to that group as soon as the client knows the pid is never lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         pid = os.fork()
         if pid == 0:
-            self._client_fds, self._request = fds, request
             self._own_connection = connection
-            return ["airflow", *request["argv"]]
+            return request
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also from here, so the group exists before the client hears
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
         for fd in fds:
             os.close(fd)
-        print(f"airflow-preload: airflow {' '.join(request['argv'])} is pid {pid}", flush=True)
+        _log(f"airflow {' '.join(request.argv)} is pid {pid}")
         connection.settimeout(None)
         self.components[pid] = Component(pid, connection)
         self.selector.register(connection, selectors.EVENT_READ, pid)
@@ -177,30 +229,33 @@ class ForkServer:
             self._client_closed(pid)
         return None
 
-    def _become_child(self, *sockets: socket.socket) -> None:
+    def _become_child(self, request: Request, *sockets: socket.socket) -> None:
         """Drop everything of the server; take the client's stdio, cwd and environment."""
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, *STOP_SIGNALS):
+        for signum in FORK_BLOCKED:
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)  # its own group: stopping it stops its workers too
+        _die_with(self.server_pid)
         for component in self.components.values():
             if component.connection is not None:
                 component.connection.close()
         self.selector.close()
         for sock in (*sockets, self._own_connection):
             sock.close()
-        os.setpgrp()  # its own group: stopping it stops its workers too
-        for target, fd in zip(STDIO, self._client_fds, strict=True):
+        for target, fd in zip(STDIO, request.fds, strict=True):
             os.dup2(fd, target)
             os.close(fd)
         with contextlib.suppress(ImportError):
             from setproctitle import setproctitle
 
-            # What `ps` shows, and how the benchmark tells components apart. Before the
-            # environment changes: setproctitle finds the title's memory through it.
-            setproctitle(" ".join(["airflow", *self._request["argv"]]))
-        os.chdir(self._request["cwd"])
+            # What `ps` shows, and how the benchmark tells components apart.
+            setproctitle(" ".join(["airflow", *request.argv]))
+        os.chdir(request.cwd)
         os.environ.clear()
-        os.environ.update(self._request["env"])
+        os.environ.update({**request.env, **self.imported_env})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
 
     def _client_closed(self, pid: int) -> None:
         """A client went away without its component exiting: stop the component."""
@@ -213,11 +268,13 @@ class ForkServer:
         self._terminate(component)
 
     def _terminate(self, component: Component) -> None:
+        """SIGTERM once, SIGKILL after KILL_AFTER (see _enforce_deadlines)."""
         if component.kill_at is None:
             _signal_group(component.pid, signal.SIGTERM)
             component.kill_at = time.monotonic() + KILL_AFTER
 
     def _reap(self) -> None:
+        """Collect exited components and tell their clients the exit code."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -249,29 +306,43 @@ class ForkServer:
                 _signal_group(component.pid, signal.SIGKILL)
                 component.killed = True
         for group, kill_at in list(self.leftovers.items()):
-            if now >= kill_at:
+            if now >= kill_at or not _signal_group(group, 0):
                 _signal_group(group, signal.SIGKILL)
                 del self.leftovers[group]
 
 
-def preload() -> None:
-    """Import what every component needs, then freeze it so the forks' GC never touches it."""
+def preload() -> dict[str, str]:
+    """Import what every component needs and freeze it, so the forks' GC never touches it.
+
+    Returns the environment variables the imports set.
+    """
     import gc
     import importlib
 
     started = time.monotonic()
+    before = dict(os.environ)
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except Exception as error:  # an optional extra missing must not stop Airflow
-            print(f"airflow-preload: not preloaded {name}: {error}", flush=True)
+            _log(f"not preloaded {name}: {error}")
     gc.collect()
     gc.freeze()
-    print(
-        f"airflow-preload: {len(sys.modules)} modules imported in "
-        f"{time.monotonic() - started:.1f} s",
-        flush=True,
-    )
+    _log(f"{len(sys.modules)} modules imported in {time.monotonic() - started:.1f} s")
+    return {k: v for k, v in os.environ.items() if before.get(k) != v}
+
+
+def _die_with(parent: int) -> None:
+    """On Linux, have the kernel SIGTERM this fork when the server dies, even if its client
+    died too (elsewhere the client stops it when the server goes)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_group(pid: int, signum: int) -> bool:
@@ -283,14 +354,20 @@ def _signal_group(pid: int, signum: int) -> bool:
     return True
 
 
+def _log(message: str) -> None:
+    """A line in the program's log; never fatal (supervisord may be gone already)."""
+    with contextlib.suppress(OSError):
+        print(f"airflow-preload: {message}", flush=True)
+
+
 def serve(path: Path) -> None:
-    preload()
-    argv = ForkServer(path).serve()
-    if argv is None:
+    imported_env = preload()
+    request = ForkServer(path, imported_env).serve()
+    if request is None:
         return
     from services.airflow_main import run_airflow
 
-    run_airflow(argv[1:])
+    run_airflow(request.argv)
 
 
 # -- client ------------------------------------------------------------------------------------
@@ -317,14 +394,19 @@ def connect(path: Path, timeout: float) -> socket.socket:
 def run(path: Path, argv: list[str], connect_timeout: float) -> int:
     """Have the server fork `airflow ARGV` with this process's stdio; return its exit code."""
     client = connect(path, connect_timeout)
-    socket.send_fds(client, [b"\0"], list(STDIO))
+    client.settimeout(connect_timeout)  # a wedged server must not hold us forever
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-    client.sendall(json.dumps(request).encode() + b"\n")
-    reader = client.makefile("rb")
-    reply = reader.readline()
+    try:
+        socket.send_fds(client, [b"\0"], list(STDIO))
+        client.sendall(json.dumps(request).encode() + b"\n")
+        reader = client.makefile("rb")
+        reply = reader.readline()
+    except OSError as error:
+        raise PreloadError(f"airflow-preload did not answer at {path}: {error}") from None
     if not reply.strip().isdigit():
         raise PreloadError(f"airflow-preload refused to start airflow {' '.join(argv)}")
     pid = int(reply)
+    client.settimeout(None)
 
     def forward(signum: int, _frame: object) -> None:
         _signal_group(pid, signum)
@@ -336,12 +418,14 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
         code = int(reply.split()[1])
         return code if code >= 0 else 128 - code
     # The server died: this component is nobody's to supervise now, so stop it.
-    print(f"airflow-preload went away; stopping pid {pid}", file=sys.stderr, flush=True)
     _stop_orphan(pid)
+    with contextlib.suppress(OSError):
+        print(f"airflow-preload went away; stopped pid {pid}", file=sys.stderr, flush=True)
     return 1
 
 
 def _stop_orphan(pid: int) -> None:
+    """SIGTERM the component's group, SIGKILL it if still there after KILL_AFTER."""
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + KILL_AFTER
     while time.monotonic() < deadline:

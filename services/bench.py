@@ -238,7 +238,7 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
     if server:
         with _suppress():
             for fork in server[0].children():
-                owner = "airflow-" + fork.cmdline()[0].split()[1].replace("_", "-")
+                owner = "airflow-" + " ".join(fork.cmdline()).split()[1].replace("_", "-")
                 if owner in families:
                     family = [fork, *_children(fork)]
                     families[owner] += family

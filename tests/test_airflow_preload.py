@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,14 +26,16 @@ SERVER = textwrap.dedent(
     from pathlib import Path
     from services.airflow_preload import ForkServer
 
-    argv = ForkServer(Path(sys.argv[1])).serve()
-    if argv is not None:  # the forked component: airflow MESSAGE EXIT_CODE
-        print(f"{argv[1]} pid={os.getpid()} pgid={os.getpgrp()} cwd={os.getcwd()} "
-              f"marker={os.environ.get('MARKER')}", flush=True)
-        if argv[2] == "sleep":
+    request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}).serve()
+    if request is not None:  # the forked component: MESSAGE EXIT_CODE|sleep
+        message, action = request.argv
+        print(f"{message} pid={os.getpid()} pgid={os.getpgrp()} cwd={os.getcwd()} "
+              f"marker={os.environ.get('MARKER')} imports={os.environ.get('FROM_IMPORTS')}",
+              flush=True)
+        if action == "sleep":
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
             time.sleep(60)
-        sys.exit(int(argv[2]))
+        sys.exit(int(action))
     """
 )
 
@@ -83,6 +86,7 @@ def test_component_gets_the_clients_stdout_cwd_and_environment_and_its_exit_code
     assert run.returncode == 3
     assert f"cwd={tmp_path}" in output
     assert "marker=from-client" in output
+    assert "imports=kept" in output, "what importing Airflow set stays set in the forks"
     pid = component_pid(output)
     assert f"pgid={pid}" in output, "each component leads its own process group"
 
@@ -143,3 +147,41 @@ def test_no_server_is_a_bounded_wait_with_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert str(path) in result.stderr and "airflow-preload" in result.stderr
     assert time.monotonic() - started < 15
+
+
+def test_a_stop_signal_right_after_the_fork_is_not_lost(server, tmp_path: Path) -> None:
+    path, process = server
+    for _ in range(10):
+        run = client(path, "early", "sleep", cwd=tmp_path)
+        known = {child.pid for child in psutil.Process(process.pid).children()}
+        wait_for(lambda known=known: len(psutil.Process(process.pid).children()) > len(known))
+        os.killpg(run.pid, signal.SIGTERM)  # the component may not have run a line yet
+        assert run.wait(timeout=10) in (7, 128 + signal.SIGTERM)
+
+
+def test_a_bad_request_is_refused_and_the_server_keeps_serving(server, tmp_path: Path) -> None:
+    path, process = server
+    fds_before = psutil.Process(process.pid).num_fds()
+    for payload in (b"not json\n", b'{"cwd": "/"}\n'):
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(path))
+            socket.send_fds(raw, [b"\0"], [0, 1, 2])
+            raw.sendall(payload)
+            assert raw.recv(100) == b"", "refused: the server hangs up without a pid"
+    assert psutil.Process(process.pid).num_fds() == fds_before, "no descriptor kept"
+    run = client(path, "after", "0", cwd=tmp_path)
+    assert run.wait(timeout=15) == 0
+
+
+def test_a_component_dies_with_the_server_even_if_its_client_died_too(
+    server, tmp_path: Path
+) -> None:
+    path, process = server
+    run = client(path, "double-loss", "sleep", cwd=tmp_path)
+    pid = component_pid(run.stdout.readline())
+    os.killpg(run.pid, signal.SIGKILL)
+    process.kill()
+    run.wait(timeout=5)
+    process.wait(timeout=5)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    path.unlink()

@@ -152,7 +152,7 @@ def airflow_forks(stack: RunningStack) -> dict[str, psutil.Process]:
     for child in psutil.Process(server["pid"]).children():
         with contextlib.suppress(psutil.Error):
             # "airflow scheduler ...", or Airflow's own "airflow api_server -- host:..."
-            forks[child.cmdline()[0].split()[1].replace("_", "-")] = child
+            forks[" ".join(child.cmdline()).split()[1].replace("_", "-")] = child
     return forks
 
 
