@@ -174,3 +174,23 @@ def test_airflow_components_are_forks_and_a_killed_one_comes_back(stack: Running
         pytest.fail(f"the scheduler did not come back within {WAIT_SECONDS} s: {airflow}")
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, "the killed scheduler's workers are stopped, not left behind"
+
+
+def test_a_killed_preload_server_brings_airflow_back_with_new_forks(stack: RunningStack) -> None:
+    airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+    programs = {p["name"]: p["pid"] for p in airflow["programs"]}
+    before = airflow_forks(stack)
+    # The worst case: the server and a client die together, so nobody is left to stop that
+    # client's fork but the kernel (it dies with the server).
+    os.kill(programs["airflow-api-server"], signal.SIGKILL)
+    os.kill(programs["airflow-preload"], signal.SIGKILL)
+    _, alive = psutil.wait_procs(list(before.values()), timeout=30)
+    assert not alive, "every fork of the killed server stopped"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+        if airflow["healthy"] and len(airflow_forks(stack)) == 4:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"Airflow did not come back within {WAIT_SECONDS} s: {airflow}")
