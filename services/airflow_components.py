@@ -64,10 +64,8 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     environment = airflow_environment(settings, root)
     preload = layout.socket("airflow-preload")
     if settings.airflow_preload:
-        airflow = [
-            *[sys.executable, "-m", "services.airflow_preload", "run", str(preload)],
-            *["--connect-timeout", str(settings.ready_timeout), "--"],
-        ]
+        client = [sys.executable, "-m", "services.airflow_preload", "run", str(preload)]
+        airflow = [*client, "--connect-timeout", str(settings.ready_timeout), "--"]
     else:
         airflow = [sys.executable, "-m", "services.airflow_main"]
     url = service_url(settings, settings.airflow_port)

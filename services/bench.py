@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.airflow_components import all_components_healthy
+from services.airflow_preload import program_of
 from services.bootstrap import sync_command
 from services.harness import StackRun, free_ports
 from services.layout import venv_bin
@@ -238,7 +239,7 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
     if server:
         with _suppress():
             for fork in server[0].children():
-                owner = "airflow-" + " ".join(fork.cmdline()).split()[1].replace("_", "-")
+                owner = program_of(fork.cmdline())
                 if owner in families:
                     family = [fork, *_children(fork)]
                     families[owner] += family

@@ -47,8 +47,7 @@ class StateLayout:
         if len(str(socket)) <= _MAX_SOCKET_PATH:
             return socket
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        suffix = "" if name == "supervisor" else f"-{name}"
-        return Path(tempfile.gettempdir()) / f"h2ops-{digest}{suffix}.sock"
+        return Path(tempfile.gettempdir()) / f"h2ops-{digest}-{name}.sock"
 
     def log_file(self, program: str) -> Path:
         return self.logs / f"{program}.log"

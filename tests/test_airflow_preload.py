@@ -77,6 +77,20 @@ def component_pid(output_line: str) -> int:
     return int(output_line.split("pid=")[1].split()[0])
 
 
+def sleeping_component(path: Path, name: str, cwd: Path) -> tuple[subprocess.Popen, int]:
+    """A client and the pid of its forked stand-in, which sleeps until signalled."""
+    run = client(path, name, "sleep", cwd=cwd)
+    return run, component_pid(run.stdout.readline())
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet (not our child)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_component_gets_the_clients_stdout_cwd_and_environment_and_its_exit_code(
     server, tmp_path: Path
 ) -> None:
@@ -95,38 +109,34 @@ def test_stopping_the_client_stops_the_component_and_reports_how_it_ended(
     server, tmp_path: Path
 ) -> None:
     path, _ = server
-    run = client(path, "waiting", "sleep", cwd=tmp_path)
-    pid = component_pid(run.stdout.readline())
+    run, pid = sleeping_component(path, "waiting", tmp_path)
     assert psutil.pid_exists(pid)
     os.killpg(run.pid, signal.SIGTERM)  # what supervisord does to stop a program
     assert run.wait(timeout=15) == 7, "the component's own exit code, after its SIGTERM handler"
-    wait_for(lambda: not psutil.pid_exists(pid))
+    wait_for(lambda: gone(pid))
 
 
 def test_a_killed_client_leaves_no_component_behind(server, tmp_path: Path) -> None:
     path, _ = server
-    run = client(path, "orphan", "sleep", cwd=tmp_path)
-    pid = component_pid(run.stdout.readline())
+    run, pid = sleeping_component(path, "orphan", tmp_path)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=5)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    wait_for(lambda: gone(pid))
 
 
 def test_a_killed_server_makes_its_clients_stop_their_components(server, tmp_path: Path) -> None:
     path, process = server
-    run = client(path, "abandoned", "sleep", cwd=tmp_path)
-    pid = component_pid(run.stdout.readline())
+    run, pid = sleeping_component(path, "abandoned", tmp_path)
     process.kill()
     process.wait(timeout=5)
     assert run.wait(timeout=20) == 1
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    wait_for(lambda: gone(pid))
     path.unlink()  # a killed server cannot remove its socket; the next one replaces it
 
 
 def test_a_stopped_server_stops_its_components(server, tmp_path: Path) -> None:
     path, process = server
-    run = client(path, "stopped-with-server", "sleep", cwd=tmp_path)
-    pid = component_pid(run.stdout.readline())
+    run, pid = sleeping_component(path, "stopped-with-server", tmp_path)
     process.terminate()
     assert process.wait(timeout=30) == 0
     assert run.wait(timeout=5) == 7, "the client still reports the component's exit"
@@ -177,11 +187,10 @@ def test_a_component_dies_with_the_server_even_if_its_client_died_too(
     server, tmp_path: Path
 ) -> None:
     path, process = server
-    run = client(path, "double-loss", "sleep", cwd=tmp_path)
-    pid = component_pid(run.stdout.readline())
+    run, pid = sleeping_component(path, "double-loss", tmp_path)
     os.killpg(run.pid, signal.SIGKILL)
     process.kill()
     run.wait(timeout=5)
     process.wait(timeout=5)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    wait_for(lambda: gone(pid))
     path.unlink()

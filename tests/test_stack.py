@@ -14,6 +14,7 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
+from services.airflow_preload import program_of
 from services.s3_store import s3_client
 from services.testing import RunningStack
 
@@ -23,6 +24,11 @@ WAIT_SECONDS = 90
 
 def s3(stack: RunningStack, secret: str | None = None):
     return s3_client(stack.s3_endpoint, stack.s3_access_key, secret or stack.s3_secret_key)
+
+
+def service(stack: RunningStack, name: str) -> dict:
+    """One service's entry in `status --json`."""
+    return next(s for s in stack.run.status()["services"] if s["name"] == name)
 
 
 def airflow_token(stack: RunningStack) -> str:
@@ -132,11 +138,11 @@ def test_foreign_host_header_is_refused_locally(stack: RunningStack) -> None:
 
 
 def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) -> None:
-    before = {s["name"]: s for s in stack.run.status()["services"]}["mlflow"]
+    before = service(stack, "mlflow")
     os.kill(before["pid"], signal.SIGKILL)
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        now = {s["name"]: s for s in stack.run.status()["services"]}["mlflow"]
+        now = service(stack, "mlflow")
         if now["healthy"] and now["pid"] != before["pid"]:
             break
         time.sleep(1)
@@ -146,27 +152,31 @@ def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) ->
 
 def airflow_forks(stack: RunningStack) -> dict[str, psutil.Process]:
     """Airflow's components by name, found as children of the airflow-preload program."""
-    airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+    airflow = service(stack, "airflow")
     server = {p["name"]: p for p in airflow["programs"]}["airflow-preload"]
     forks = {}
     for child in psutil.Process(server["pid"]).children():
         with contextlib.suppress(psutil.Error):
-            # "airflow scheduler ...", or Airflow's own "airflow api_server -- host:..."
-            forks[" ".join(child.cmdline()).split()[1].replace("_", "-")] = child
+            forks[program_of(child.cmdline())] = child
     return forks
 
 
 def test_airflow_components_are_forks_and_a_killed_one_comes_back(stack: RunningStack) -> None:
     forks = airflow_forks(stack)
-    assert set(forks) == {"api-server", "scheduler", "dag-processor", "triggerer"}
-    scheduler = forks["scheduler"]
+    assert set(forks) == {
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    }
+    scheduler = forks["airflow-scheduler"]
     workers = scheduler.children()
     assert workers, "LocalExecutor workers run under the scheduler"
     scheduler.kill()
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        now = airflow_forks(stack).get("scheduler")
-        airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+        now = airflow_forks(stack).get("airflow-scheduler")
+        airflow = service(stack, "airflow")
         if now is not None and now.pid != scheduler.pid and airflow["healthy"]:
             break
         time.sleep(1)
@@ -177,7 +187,7 @@ def test_airflow_components_are_forks_and_a_killed_one_comes_back(stack: Running
 
 
 def test_a_killed_preload_server_brings_airflow_back_with_new_forks(stack: RunningStack) -> None:
-    airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+    airflow = service(stack, "airflow")
     programs = {p["name"]: p["pid"] for p in airflow["programs"]}
     before = airflow_forks(stack)
     # The worst case: the server and a client die together, so nobody is left to stop that
@@ -188,7 +198,7 @@ def test_a_killed_preload_server_brings_airflow_back_with_new_forks(stack: Runni
     assert not alive, "every fork of the killed server stopped"
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        airflow = {s["name"]: s for s in stack.run.status()["services"]}["airflow"]
+        airflow = service(stack, "airflow")
         if airflow["healthy"] and len(airflow_forks(stack)) == 4:
             break
         time.sleep(1)
