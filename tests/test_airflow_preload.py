@@ -29,11 +29,12 @@ SERVER = textwrap.dedent(
     request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}).serve()
     if request is not None:  # the forked component: MESSAGE EXIT_CODE|sleep
         message, action = request.argv
+        if action == "sleep":  # before saying it runs: a SIGTERM may follow at once
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
         print(f"{message} pid={os.getpid()} pgid={os.getpgrp()} cwd={os.getcwd()} "
               f"marker={os.environ.get('MARKER')} imports={os.environ.get('FROM_IMPORTS')}",
               flush=True)
         if action == "sleep":
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
             time.sleep(60)
         sys.exit(int(action))
     """
