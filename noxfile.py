@@ -1,7 +1,9 @@
 """H2Ops sessions: `nox -s up` starts the stack, `nox -s test` tests it; `nox -l` lists all.
 
-Each session syncs `.venv` from uv.lock, then hands its arguments to `python -m services` or a
-tool; the logic lives in `services/`, where tests can reach it.
+`python3 noxfile.py -s up` does the same without nox installed (any Python 3.9+, PEP 668 too):
+services/bootstrap.py installs the locked nox and uv into `.nox/launcher` and runs this file
+from there. Each session syncs `.venv` from uv.lock, then hands its arguments to
+`python -m services` or a tool; the logic lives in `services/`, where tests can reach it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nox
-
 sys.path.insert(0, str(Path(__file__).parent))
-from services.bootstrap import sync_command, venv_python
+from services.bootstrap import ensure_nox, sync_command, venv_python
+
+if __name__ == "__main__":
+    ensure_nox(__file__, sys.argv[1:])
+
+import nox  # after ensure_nox, which provides it
 
 nox.options.sessions = ["lint", "test"]
 nox.options.default_venv_backend = "none"
@@ -94,3 +99,7 @@ def init(session: nox.Session) -> None:
     """Make the template yours: `-- --name "Lake Watch" [--no-examples] [--object-store none]`."""
     session.run(*sync_command(), external=True, silent=True)
     session.run(venv_python(), "-m", "services.scaffold", *session.posargs, external=True)
+
+
+if __name__ == "__main__":
+    nox.main()

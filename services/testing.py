@@ -6,14 +6,37 @@ Registered in the root `conftest.py`, so both `tests/` and `project/tests/` can 
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from services.harness import StackRun, free_ports
 
-__all__ = ["RunningStack", "StackRun", "free_ports", "stack", "stack_without_object_store"]
+__all__ = [
+    "RunningStack",
+    "StackRun",
+    "free_ports",
+    "nox_sessions",
+    "stack",
+    "stack_without_object_store",
+]
+
+
+def nox_sessions(noxfile: Path) -> set[str]:
+    """The sessions a noxfile defines, as nox itself lists them (`nox -l`: `*` or `-` a line)."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(noxfile), "-l"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return set(re.findall(r"^[*-] (\S+)", listing, re.MULTILINE))
 
 
 @dataclass

