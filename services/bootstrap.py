@@ -52,7 +52,11 @@ def uv_command() -> list[str]:
 
 def sync_command() -> list[str]:
     """Install exactly what uv.lock pins into the environment (fast when nothing changed)."""
-    return [*uv_command(), "sync", "--locked"]
+    command = [*uv_command(), "sync", "--locked"]
+    # nox strips UV_PYTHON from the commands it runs; hand it to uv as its own option.
+    if os.environ.get("UV_PYTHON"):
+        command += ["--python", os.environ["UV_PYTHON"]]
+    return command
 
 
 def locked_version(package: str, lock: Path = REPO_ROOT / "uv.lock") -> str:
