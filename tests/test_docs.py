@@ -21,7 +21,7 @@ def quick_start_commands() -> list[str]:
 def test_quick_start_is_two_commands_that_ci_runs_verbatim() -> None:
     commands = quick_start_commands()
     assert len(commands) == 2
-    assert "nox -s up" in commands[0] and "nox -s test" in commands[1]
+    assert commands == ["python3 noxfile.py -s up", "python3 noxfile.py -s test"]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for command in commands:
         assert command in ci, f"{command!r} is not run by .ci/run"
