@@ -91,14 +91,14 @@ def fmt(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Time and memory of the stack next to `airflow standalone`; prints a table, writes JSON."""
     session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services.bench", *session.posargs, external=True)
+    session.run(venv_python(), "-m", "devtools.bench", *session.posargs, external=True)
 
 
 @nox.session
 def init(session: nox.Session) -> None:
     """Make the template yours: `-- --name "Lake Watch" [--no-examples] [--object-store none]`."""
     session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services.scaffold", *session.posargs, external=True)
+    session.run(venv_python(), "-m", "devtools.init", *session.posargs, external=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services import airflow_components, jupyter_lab, mlflow_tracking, s3_store
-from services.service import Service
+from services.airflow import service as airflow_components
+from services.engine.records import Service
+from services.jupyter import service as jupyter_lab
+from services.mlflow import service as mlflow_tracking
+from services.s3 import service as s3_store
 from services.settings import REPO_ROOT, StackSettings
 
 

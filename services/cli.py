@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from services.client_env import client_environment
-from services.ports import PortTaken
+from services.engine.ports import PortTaken
+from services.engine.stack import ServiceFailed, Stack, StackError, tail
+from services.engine.supervisor import SupervisorError
+from services.plan import client_environment
 from services.settings import SettingsError, load_settings
-from services.stack import ServiceFailed, Stack, StackError, tail
-from services.supervisor import SupervisorError
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(stack: Stack, args: argparse.Namespace) -> int:
-    from services.s3_store import resolve_backend
+    from services.s3.service import resolve_backend
 
     backend, reason = resolve_backend(stack.settings)
     console.print(f"S3 backend: [bold]{backend}[/bold] ({reason})")

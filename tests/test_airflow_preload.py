@@ -24,7 +24,7 @@ SERVER = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from services.airflow_preload import ForkServer
+    from services.airflow.preload import ForkServer
 
     request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}).serve()
     if request is not None:  # the forked component: MESSAGE EXIT_CODE|sleep
@@ -63,7 +63,7 @@ def server(tmp_path: Path):
 
 
 def client(path: Path, *argv: str, cwd: Path, **env: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path), "--", *argv]
+    command = [sys.executable, "-m", "services.airflow.preload", "run", str(path), "--", *argv]
     return subprocess.Popen(
         command,
         cwd=cwd,
@@ -147,7 +147,7 @@ def test_a_stopped_server_stops_its_components(server, tmp_path: Path) -> None:
 def test_no_server_is_a_bounded_wait_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nobody.sock"
     started = time.monotonic()
-    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path)]
+    command = [sys.executable, "-m", "services.airflow.preload", "run", str(path)]
     result = subprocess.run(
         [*command, "--connect-timeout", "1", "--", "x", "0"],
         cwd=REPO_ROOT,

@@ -10,11 +10,11 @@ import pytest
 
 from services import port_forwarding
 from services.catalog import declare_services
-from services.client_env import client_environment
-from services.layout import StateLayout
-from services.s3_store import resolve_backend
+from services.engine.layout import StateLayout
+from services.engine.supervisor import render_config
+from services.plan import client_environment
+from services.s3.service import resolve_backend
 from services.settings import StackSettings
-from services.supervisor import render_config
 
 CLIENT_VARIABLES = {
     "MLFLOW_TRACKING_URI",
@@ -193,11 +193,11 @@ def test_codespaces_settings_reach_the_servers(
 def test_airflow_components_fork_from_one_preload_server_unless_turned_off(tmp_path: Path) -> None:
     airflow = by_name(make_settings(tmp_path))["airflow"]
     server, *components = airflow.programs
-    assert server.command[2:4] == ["services.airflow_preload", "serve"]
+    assert server.command[2:4] == ["services.airflow.preload", "serve"]
     socket_path = server.command[-1]
     for component in components:
-        assert component.command[2:5] == ["services.airflow_preload", "run", socket_path]
+        assert component.command[2:5] == ["services.airflow.preload", "run", socket_path]
 
     separate = by_name(make_settings(tmp_path, airflow_preload=False))["airflow"]
     assert "airflow-preload" not in separate.program_names
-    assert all(p.command[2] == "services.airflow_main" for p in separate.programs)
+    assert all(p.command[2] == "services.airflow.main" for p in separate.programs)

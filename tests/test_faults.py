@@ -11,9 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from services import supervisor
-from services.s3_store import s3_client
-from services.testing import StackRun
+from devtools.testing import StackRun
+from services.engine import supervisor
+from services.s3.service import s3_client
 
 pytestmark = pytest.mark.stack
 
@@ -149,4 +149,4 @@ def test_airflow_preload_switched_off_takes_effect_on_restart(run: StackRun) -> 
     assert now["healthy"], now
     assert "airflow-preload" not in [p["name"] for p in now["programs"]]
     commands = [" ".join(p.cmdline()) for p in marked_processes(run) if p.is_running()]
-    assert not any("services.airflow_preload" in command for command in commands), commands
+    assert not any("services.airflow.preload" in command for command in commands), commands

@@ -14,9 +14,9 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from services.airflow_preload import program_of
-from services.s3_store import s3_client
-from services.testing import RunningStack
+from devtools.testing import RunningStack
+from services.airflow.preload import program_of
+from services.s3.service import s3_client
 
 pytestmark = pytest.mark.stack
 WAIT_SECONDS = 90

@@ -4,7 +4,7 @@ Airflow trains (triggered through its REST API), the model Asset triggers infere
 holds the champion alias, the mlflow bucket holds the model's files, the data store holds
 predictions, and the notebooks run top to bottom in a kernel with the stack's environment.
 
-Runs twice: on the `stack` fixture (root conftest.py -> services.testing) and on
+Runs twice: on the `stack` fixture (root conftest.py -> devtools.testing) and on
 `stack_without_object_store` (H2OPS_S3_BACKEND=none); each is an object with
 `airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
 `airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
@@ -26,7 +26,7 @@ import pytest
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from services.s3_store import s3_client
+from services.s3.service import s3_client
 
 from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME
 from water_mapping.utils.data_store import open_data_store

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.scaffold.repository import Files
+from devtools.init.repository import Files
 
 
 def formatted(files: Files, paths: list[str], root: Path) -> Files:

@@ -10,7 +10,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Item, Table
 
-from services.scaffold import InitError
+from devtools.init import InitError
 
 Value = str | list[dict[str, str]]
 

@@ -27,14 +27,14 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from services.airflow_components import all_components_healthy
-from services.airflow_preload import program_of
+from devtools.harness import StackRun, free_ports
+from services.airflow.preload import program_of
+from services.airflow.service import all_components_healthy
 from services.bootstrap import sync_command
-from services.harness import StackRun, free_ports
-from services.layout import venv_bin
+from services.engine.layout import venv_bin
+from services.engine.stack import tail
+from services.engine.supervisor import marked_processes
 from services.settings import REPO_ROOT
-from services.stack import tail
-from services.supervisor import marked_processes
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
 WAIT_LIMIT = 300.0

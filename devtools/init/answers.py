@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from services.scaffold import InitError
+from devtools.init import InitError
 
 DagStyle = Literal["python", "yaml", "both"]
 ObjectStore = Literal["auto", "minio", "rclone", "none"]

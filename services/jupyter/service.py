@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from services.layout import StateLayout, venv_bin
+from services.engine.layout import StateLayout, venv_bin
+from services.engine.records import Program, Service, http_ok
 from services.port_forwarding import allowed_origins, jupyter_local_hostnames
-from services.service import Program, Service, http_ok
 from services.settings import REPO_ROOT, StackSettings
 from services.urls import service_url
 

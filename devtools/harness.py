@@ -1,5 +1,5 @@
 """Drive a stack of this repository from outside, as a user would: through the CLI, in its own
-state dir on free ports. Used by the tests (`services/testing.py`) and the benchmark."""
+state dir on free ports. Used by the tests (`devtools/testing.py`) and the benchmark."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ import sys
 
 import httpx
 
-from services.layout import StateLayout, venv_bin
-from services.service import Health, HealthProbe, Program, Service, http_ok
+from services.engine.layout import StateLayout, venv_bin
+from services.engine.records import Health, HealthProbe, Program, Service, http_ok
 from services.settings import StackSettings
 from services.urls import service_url
 
@@ -63,7 +63,7 @@ def declare(settings: StackSettings) -> Service | None:
             command=[
                 sys.executable,
                 "-m",
-                "services.rclone_exec",
+                "services.s3.rclone_exec",
                 venv_bin("rclone"),
                 "serve",
                 "s3",

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.scaffold.answers import DagStyle
-from services.scaffold.repository import Files, packages_in
+from devtools.init.answers import DagStyle
+from devtools.init.repository import Files, packages_in
 
 TEMPLATES = Path(__file__).with_name("templates")
 PROJECT = "project"

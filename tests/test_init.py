@@ -2,7 +2,7 @@
 no trace of the old name is left, its own tests pass, and bad answers are refused clearly.
 
 Each case clones the committed HEAD (so uncommitted work is not in it) into a temp dir and runs
-this checkout's `python -m services.scaffold --root CLONE`. The example's full unit tests run
+this checkout's `python -m devtools.init --root CLONE`. The example's full unit tests run
 once (about 35 s); other cases run the tests their changes touch.
 """
 
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.init import InitError
+from devtools.init.answers import package_from_name
+from devtools.init.cli import main
+from devtools.init.project_state import current_package
+from devtools.init.pyproject_keys import authors, set_keys
+from devtools.init.rename import is_own, rename
+from devtools.init.repository import read_files
 from services.bootstrap import uv_command
-from services.scaffold import InitError
-from services.scaffold.answers import package_from_name
-from services.scaffold.cli import main
-from services.scaffold.project_state import current_package
-from services.scaffold.pyproject_keys import authors, set_keys
-from services.scaffold.rename import is_own, rename
-from services.scaffold.repository import read_files
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "Lake Watch"
@@ -43,7 +43,7 @@ def clone(tmp_path: Path) -> Path:
 
 def init(copy: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "services.scaffold", "--root", str(copy), *args],
+        [sys.executable, "-m", "devtools.init", "--root", str(copy), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

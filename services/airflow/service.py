@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from services.layout import StateLayout, venv_bin
-from services.service import Health, HealthProbe, Program, Service
+from services.engine.layout import StateLayout, venv_bin
+from services.engine.records import Health, HealthProbe, Program, Service
 from services.settings import REPO_ROOT, StackSettings
 from services.urls import service_url
 
@@ -64,10 +64,10 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     environment = airflow_environment(settings, root)
     preload = layout.socket("airflow-preload")
     if settings.airflow_preload:
-        client = [sys.executable, "-m", "services.airflow_preload", "run", str(preload)]
+        client = [sys.executable, "-m", "services.airflow.preload", "run", str(preload)]
         airflow = [*client, "--connect-timeout", str(settings.ready_timeout), "--"]
     else:
-        airflow = [sys.executable, "-m", "services.airflow_main"]
+        airflow = [sys.executable, "-m", "services.airflow.main"]
     url = service_url(settings, settings.airflow_port)
     api_server = [
         *airflow,
@@ -92,7 +92,7 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
         for name, command in commands.items()
     ]
     if settings.airflow_preload:
-        server = [sys.executable, "-m", "services.airflow_preload", "serve", str(preload)]
+        server = [sys.executable, "-m", "services.airflow.preload", "serve", str(preload)]
         # Stopped alone, it leaves its components 15 s to their clients, then SIGTERMs them
         # and SIGKILLs them 10 s later.
         programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=30))

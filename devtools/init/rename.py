@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from services.scaffold.repository import Files
+from devtools.init.repository import Files
 
 # Init's own code and tests name example projects; they are left as they are.
-OWN_PATHS = ("services/scaffold/", "tests/test_scaffold.py")
+OWN_PATHS = ("devtools/init/", "tests/test_init.py")
 DOCUMENT_SUFFIXES = (".md",)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-from services.layout import StateLayout
+from services.engine.layout import StateLayout
+from services.engine.records import Program, Service, http_ok
 from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
-from services.s3_store import resolve_backend
-from services.service import Program, Service, http_ok
+from services.s3.service import resolve_backend
 from services.settings import StackSettings
 from services.urls import service_url
 
@@ -40,7 +40,7 @@ def declare(settings: StackSettings) -> Service:
                 command=[
                     sys.executable,
                     "-m",
-                    "services.mlflow_app",
+                    "services.mlflow.app",
                     "--host",
                     settings.host,
                     "--port",

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from devtools.init import InitError
 from services.bootstrap import uv_command
-from services.scaffold import InitError
 
 Files = dict[str, bytes]
 """Repository files by POSIX path relative to the root."""

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
-from services.layout import StateLayout
-from services.service import Program
+from services.engine.layout import StateLayout
+from services.engine.records import Program
 
 # Every process the stack starts carries this variable, so processes orphaned by a killed
 # supervisord can be found and stopped.

@@ -8,8 +8,8 @@ server for the fork, hands over its stdin/stdout/stderr, forwards stop signals t
 component's process group and exits with the component's exit code, so supervisord logs,
 restarts and stops it as before.
 
-    python -m services.airflow_preload serve SOCKET
-    python -m services.airflow_preload run SOCKET [--connect-timeout S] -- scheduler ...
+    python -m services.airflow.preload serve SOCKET
+    python -m services.airflow.preload run SOCKET [--connect-timeout S] -- scheduler ...
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def serve(path: Path) -> None:
     request = ForkServer(path, imported_env).serve()
     if request is None:
         return
-    from services.airflow_main import run_airflow
+    from services.airflow.main import run_airflow
 
     run_airflow(request.argv)
 

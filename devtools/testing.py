@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.harness import StackRun, free_ports
+from devtools.harness import StackRun, free_ports
 
 __all__ = [
     "RunningStack",

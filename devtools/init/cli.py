@@ -1,4 +1,4 @@
-"""`nox -s init` / `python -m services.scaffold`: the questions, the checks, then the writing."""
+"""`nox -s init` / `python -m devtools.init`: the questions, the checks, then the writing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import IO, TypeVar
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
 
-from services.scaffold import InitError
-from services.scaffold.answers import (
+from devtools.init import InitError
+from devtools.init.answers import (
     DAG_STYLES,
     OBJECT_STORES,
     Answers,
@@ -27,11 +27,11 @@ from services.scaffold.answers import (
     git_identity,
     package_from_name,
 )
-from services.scaffold.plan import changes_between, dag_style_after, new_files
-from services.scaffold.project_state import PACKAGES_DIR, ProjectState
-from services.scaffold.python_format import formatted
-from services.scaffold.rename import top_level_names, used_in_code
-from services.scaffold.repository import (
+from devtools.init.plan import changes_between, dag_style_after, new_files
+from devtools.init.project_state import PACKAGES_DIR, ProjectState
+from devtools.init.python_format import formatted
+from devtools.init.rename import top_level_names, used_in_code
+from devtools.init.repository import (
     Files,
     find_root,
     read_files,

@@ -14,13 +14,18 @@ from pathlib import Path
 import httpx
 
 from services.catalog import declare_services
-from services.client_env import client_environment
-from services.layout import StateLayout
-from services.ports import PortTaken, find_taken_ports
-from services.s3_store import resolve_backend
-from services.service import Health, Service
+from services.engine.layout import StateLayout
+from services.engine.ports import PortTaken, find_taken_ports
+from services.engine.records import Health, Service
+from services.engine.supervisor import (
+    STACK_MARKER,
+    Supervisor,
+    render_config,
+    stop_marked_processes,
+)
+from services.plan import client_environment
+from services.s3.service import resolve_backend
 from services.settings import REPO_ROOT, StackSettings, ensure_credentials
-from services.supervisor import STACK_MARKER, Supervisor, render_config, stop_marked_processes
 
 POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 3.0

@@ -6,8 +6,8 @@ Airflow tasks, notebook kernels and the MLflow server inherit it, so `boto3.clie
 
 from __future__ import annotations
 
-from services.layout import StateLayout
-from services.s3_store import resolve_backend
+from services.engine.layout import StateLayout
+from services.s3.service import resolve_backend
 from services.settings import StackSettings
 from services.urls import service_url
 

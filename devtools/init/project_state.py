@@ -5,9 +5,9 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 
-from services.scaffold import InitError
-from services.scaffold.answers import DagStyle
-from services.scaffold.repository import Files, packages_in
+from devtools.init import InitError
+from devtools.init.answers import DagStyle
+from devtools.init.repository import Files, packages_in
 
 PACKAGES_DIR = "project/src"
 DAGS_DIR = "project/dags"

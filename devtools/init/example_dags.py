@@ -9,9 +9,9 @@ notebooks and the other tests still find it. Besides that, only the project READ
 
 from __future__ import annotations
 
-from services.scaffold import InitError
-from services.scaffold.answers import DagStyle
-from services.scaffold.repository import Files
+from devtools.init import InitError
+from devtools.init.answers import DagStyle
+from devtools.init.repository import Files
 
 DAGS = "project/dags"
 PYTHON_ID = "example_training"

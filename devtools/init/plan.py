@@ -9,21 +9,21 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from services.scaffold import InitError
-from services.scaffold.answers import Answers, DagStyle
-from services.scaffold.example_dags import keep_one_training_dag
-from services.scaffold.project_state import (
+from devtools.init import InitError
+from devtools.init.answers import Answers, DagStyle
+from devtools.init.example_dags import keep_one_training_dag
+from devtools.init.project_state import (
     EXAMPLE_MARKER,
     PACKAGES_DIR,
     PROJECT_PYPROJECT,
     ROOT_PYPROJECT,
     ProjectState,
 )
-from services.scaffold.pyproject_keys import authors, set_keys
-from services.scaffold.readmes import replace_intro, retitle, root_intro
-from services.scaffold.rename import rename
-from services.scaffold.repository import Files
-from services.scaffold.skeleton import Skeleton
+from devtools.init.pyproject_keys import authors, set_keys
+from devtools.init.readmes import replace_intro, retitle, root_intro
+from devtools.init.rename import rename
+from devtools.init.repository import Files
+from devtools.init.skeleton import Skeleton
 
 README = "README.md"
 PROJECT_README = "project/README.md"
