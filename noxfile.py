@@ -3,7 +3,8 @@
 `python3 noxfile.py -s up` does the same without nox installed (any Python 3.9+, PEP 668 too):
 services/bootstrap.py installs the locked nox and uv into `.nox/launcher` and runs this file
 from there. Each session syncs `.venv` from uv.lock, then hands its arguments to
-`python -m services` or a tool; the logic lives in `services/`, where tests can reach it.
+`python -m services`, a dev tool (`devtools.init`, `devtools.bench`) or a tool; the logic
+lives in `services/` and `devtools/`, where tests can reach it.
 """
 
 from __future__ import annotations

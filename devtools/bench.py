@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,8 +30,8 @@ from devtools.harness import StackRun, free_ports
 from services.airflow.preload import program_of
 from services.airflow.service import all_components_healthy
 from services.bootstrap import sync_command
-from services.engine.layout import venv_bin
-from services.engine.stack import tail
+from services.engine.layout import tail, venv_bin
+from services.engine.processes import poll_until, stop_groups
 from services.engine.supervisor import marked_processes
 from services.settings import REPO_ROOT
 
@@ -79,12 +78,11 @@ def idle_figures(processes: Callable[[], list[psutil.Process]], seconds: float) 
 
 
 def wait_until(check: Callable[[], bool], limit: float, what: str) -> float:
+    """Seconds until `check` says yes; TimeoutError after `limit`."""
     started = time.monotonic()
-    while time.monotonic() - started < limit:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready within {limit:.0f} s")
+    if not poll_until(check, limit, interval=0.2):
+        raise TimeoutError(f"{what} not ready within {limit:.0f} s")
+    return time.monotonic() - started
 
 
 def median(values: list[float]) -> float:
@@ -105,16 +103,11 @@ def process_group(command: list[str], env: dict[str, str], log: Path) -> Iterato
     try:
         yield root
     finally:
-        tree = [root, *_children(root)]
-        with _suppress():
-            os.killpg(popen.pid, signal.SIGTERM)
-        for process in tree:  # children that made their own groups
+        groups = {popen.pid}
+        for process in _children(root):  # children that made their own groups
             with _suppress():
-                process.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=20)
-        for process in alive:
-            with _suppress():
-                process.kill()
+                groups.add(os.getpgid(process.pid))
+        stop_groups(groups, 20, reap=popen.poll)
         popen.wait(timeout=20)
 
 
@@ -227,14 +220,13 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
     Airflow's components are forks of the airflow-preload program, not children of their own
     programs; each fork (told apart by its title, `airflow scheduler ...`) counts for its own.
     """
-    report = run.status()
     families: dict[str, list[psutil.Process]] = {}
-    for service in report["services"]:
-        for program in service["programs"]:
-            if program["pid"]:
+    for service in run.status().services:
+        for program in service.programs:
+            if program.pid:
                 with _suppress():
-                    root = psutil.Process(program["pid"])
-                    families[program["name"]] = [root, *_children(root)]
+                    root = psutil.Process(program.pid)
+                    families[program.name] = [root, *_children(root)]
     server = families.get("airflow-preload")
     if server:
         with _suppress():
@@ -251,8 +243,8 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
 def training_to_inference(run: StackRun) -> float | None:
     """Seconds from triggering `example_training` to `example_inference` finishing."""
     report = run.status()
-    url = next(s["url"] for s in report["services"] if s["name"] == "airflow")
-    credentials = report["credentials"]
+    url = report.service("airflow").url
+    credentials = report.credentials
     with httpx.Client(base_url=url, timeout=30) as client:
         token = client.post(
             "/auth/token",

@@ -1,5 +1,6 @@
 """Drive a stack of this repository from outside, as a user would: through the CLI, in its own
-state dir on free ports. Used by the tests (`devtools/testing.py`) and the benchmark."""
+state dir on free ports. Used by the tests (`devtools/testing.py`, the example project's
+fixtures) and the benchmark."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.plan import StatusReport
 from services.settings import REPO_ROOT
 
 UP_TIMEOUT = 600  # the CLI bounds each service by H2OPS_READY_TIMEOUT; this bounds the CLI
@@ -71,8 +73,9 @@ class StackRun:
             raise AssertionError(f"up failed ({result.returncode}):\n{result.stderr}")
         return result
 
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json", timeout=60).stdout)
+    def status(self) -> StatusReport:
+        """`status --json`, read back into the types the CLI printed it from."""
+        return StatusReport.from_json(json.loads(self.cli("status", "--json", timeout=60).stdout))
 
     def down(self, *services: str) -> subprocess.CompletedProcess[str]:
         return self.cli("down", *services, timeout=120)

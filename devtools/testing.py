@@ -2,6 +2,8 @@
 
 Registered in the root `conftest.py`, so both `tests/` and `project/tests/` can ask for
 `stack` (the whole stack, started once per test session) or build their own with `StackRun`.
+It also hands tests the stack's own helpers (`poll_until`, `s3_client`), so no test writes
+them again.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from pathlib import Path
 import pytest
 
 from devtools.harness import StackRun, free_ports
+from services.engine.processes import poll_until
+from services.plan import StatusReport
+from services.s3.service import s3_client
 
 __all__ = [
     "RunningStack",
     "StackRun",
     "free_ports",
     "nox_sessions",
+    "poll_until",
+    "s3_client",
     "stack",
     "stack_without_object_store",
 ]
@@ -57,17 +64,17 @@ class RunningStack:
     state_dir: str
 
     @classmethod
-    def from_status(cls, run: StackRun, report: dict) -> RunningStack:
-        urls = {service["name"]: service["url"] for service in report["services"]}
+    def from_status(cls, run: StackRun, report: StatusReport) -> RunningStack:
+        urls = {service.name: service.url for service in report.services}
         return cls(
             run=run,
             airflow_url=urls["airflow"],
             mlflow_url=urls["mlflow"],
             s3_endpoint=urls.get("s3", ""),
             jupyter_url=urls["jupyter"],
-            env=report["environment"],
-            state_dir=report["state_dir"],
-            **report["credentials"],
+            env=report.environment,
+            state_dir=report.stack.state_dir,
+            **report.credentials,
         )
 
 

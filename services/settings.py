@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import annotated_types
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
-    PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
 )
 
@@ -47,23 +51,7 @@ class StackSettings(BaseSettings):
         env_prefix=ENV_PREFIX,
         extra="ignore",
         validate_default=True,
-        pyproject_toml_table_header=("tool", "h2ops"),
     )
-    # The project's committed choices ([tool.h2ops] in pyproject.toml), below env and .env.
-    _pyproject: ClassVar[Path] = REPO_ROOT / "pyproject.toml"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        pyproject = PyprojectTomlConfigSettingsSource(settings_cls, cls._pyproject)
-        return (init_settings, env_settings, dotenv_settings, pyproject, file_secret_settings)
-
     host: str = Field("127.0.0.1", description="Address every service binds to.")
     airflow_port: Port = Field(8080, description="Airflow API server and UI.")
     mlflow_port: Port = Field(5000, description="MLflow tracking server and UI.")
@@ -141,16 +129,35 @@ def _anchor(path: Path, root: Path) -> Path:
 
 
 def load_settings(root: Path = REPO_ROOT) -> StackSettings:
-    """Read settings from the environment and `.env`; raise SettingsError on a bad value."""
+    """Read the settings of the repository at `root`; raise SettingsError on a bad value."""
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
-    default, StackSettings._pyproject = StackSettings._pyproject, root / "pyproject.toml"
     try:
-        settings = StackSettings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = StackSettings(_build_sources=(_sources(env_file, root), {}))
     except ValidationError as error:
         raise SettingsError(_explain(error)) from None
-    finally:
-        StackSettings._pyproject = default
     return settings.resolve_paths(root)
+
+
+def _sources(env_file: Path, root: Path) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Where settings come from, first wins: the environment, `.env`, then the project's
+    committed choices (`[tool.h2ops]` in the pyproject.toml at `root`)."""
+    return (
+        EnvSettingsSource(StackSettings),
+        DotEnvSettingsSource(StackSettings, env_file=env_file),
+        InitSettingsSource(StackSettings, project_choices(root / "pyproject.toml")),
+    )
+
+
+def project_choices(pyproject: Path) -> dict[str, Any]:
+    """`[tool.h2ops]` in a pyproject.toml: the settings a project commits (`nox -s init` writes
+    `s3_backend` there)."""
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{pyproject} is not valid TOML ({error}): fix it") from None
+    return data.get("tool", {}).get("h2ops", {})
 
 
 def _explain(error: ValidationError) -> str:
@@ -161,22 +168,30 @@ def _explain(error: ValidationError) -> str:
             continue
         field = str(problem["loc"][0])
         variable = f"{ENV_PREFIX}{field.upper()}"
-        hint = _HINTS.get(field, "see the README's settings table")
+        hint = hint_for(field)
         lines.append(f"{variable}={problem['input']!r} is not valid ({problem['msg']}): {hint}")
     return "\n".join(lines)
 
 
-_PORT_HINT = "use a whole number from 1 to 65535"
-_HINTS = {
-    "airflow_port": _PORT_HINT,
-    "mlflow_port": _PORT_HINT,
-    "jupyter_port": _PORT_HINT,
-    "s3_port": _PORT_HINT,
-    "s3_console_port": _PORT_HINT,
-    "s3_backend": "use one of auto, minio, rclone, none",
-    "ready_timeout": "use a number of seconds greater than 0",
-    "airflow_parallelism": "use a whole number from 1 to 64",
-}
+def hint_for(field: str) -> str:
+    """What a valid value of `field` looks like, read off its type and bounds (so the hint
+    cannot disagree with the check)."""
+    info = StackSettings.model_fields[field]
+    if isinstance(info.json_schema_extra, dict) and "hint" in info.json_schema_extra:
+        return str(info.json_schema_extra["hint"])  # what type and bounds cannot say
+    if get_origin(info.annotation) is Literal:
+        return "use one of " + ", ".join(str(choice) for choice in get_args(info.annotation))
+    low = next((rule.ge for rule in info.metadata if isinstance(rule, annotated_types.Ge)), None)
+    high = next((rule.le for rule in info.metadata if isinstance(rule, annotated_types.Le)), None)
+    above = next((rule.gt for rule in info.metadata if isinstance(rule, annotated_types.Gt)), None)
+    kind = "a whole number" if info.annotation is int else "a number"
+    if low is not None and high is not None:
+        return f"use {kind} from {low} to {high}"
+    if above is not None:
+        return f"use {kind} greater than {above}"
+    if info.annotation is bool:
+        return "use true or false"
+    return "see the README's settings table"
 
 
 def ensure_credentials(settings: StackSettings) -> StackSettings:

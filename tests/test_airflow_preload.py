@@ -13,11 +13,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
+from services.airflow import preload
+from services.engine.processes import poll_until
 from services.settings import REPO_ROOT
 
 SERVER = textwrap.dedent(
@@ -41,11 +44,8 @@ SERVER = textwrap.dedent(
 )
 
 
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    assert poll_until(predicate, timeout, 0.05), f"timed out after {timeout} s"
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def server(tmp_path: Path):
 
 
 def client(path: Path, *argv: str, cwd: Path, **env: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "services.airflow.preload", "run", str(path), "--", *argv]
+    command = [sys.executable, "-m", preload.__name__, "run", str(path), "--", *argv]
     return subprocess.Popen(
         command,
         cwd=cwd,
@@ -147,7 +147,7 @@ def test_a_stopped_server_stops_its_components(server, tmp_path: Path) -> None:
 def test_no_server_is_a_bounded_wait_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nobody.sock"
     started = time.monotonic()
-    command = [sys.executable, "-m", "services.airflow.preload", "run", str(path)]
+    command = [sys.executable, "-m", preload.__name__, "run", str(path)]
     result = subprocess.run(
         [*command, "--connect-timeout", "1", "--", "x", "0"],
         cwd=REPO_ROOT,

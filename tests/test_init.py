@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from devtools.init import InitError
-from devtools.init.answers import package_from_name
+from devtools.init.answers import Answers, package_from_name
 from devtools.init.cli import main
-from devtools.init.project_state import current_package
+from devtools.init.plan import new_files
+from devtools.init.project_state import ProjectState, current_package
 from devtools.init.pyproject_keys import authors, set_keys
 from devtools.init.rename import is_own, rename
 from devtools.init.repository import read_files
@@ -403,3 +404,48 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
         f"{' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
     return done.stdout
+
+
+@pytest.mark.parametrize(
+    ("examples", "dags"), [(True, "python"), (True, "yaml"), (False, "both"), (False, "python")]
+)
+def test_every_edit_finds_what_it_edits_in_this_repository(examples: bool, dags: str) -> None:
+    """In memory, on this checkout's files: a README reworded so that one of init's edits no
+    longer finds its place fails here, not silently in a user's repository."""
+    files = read_files(ROOT)
+    answers = Answers(NAME, PACKAGE, "One line.", "Ada", "ada@example.org", examples, dags)
+    after = new_files(files, ProjectState.of(files), answers)
+    readme = after["project/README.md"].decode()
+    assert "example_training_from_config" not in readme
+    assert ("dag-factory reports runs" in readme) == (dags != "python")
+    if not examples:
+        assert "example" not in after["project/data/README.md"].decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "edit", "args", "missing"),
+    [
+        ("project/README.md", "<!-- /init:yaml-note -->", ["--dags", "python"], "yaml-note"),
+        (
+            "project/README.md",
+            "| `example_training_from_config` |",
+            ["--dags", "python"],
+            "table row for `example_training_from_config`",
+        ),
+        ("project/data/README.md", "<!-- init:example -->", ["--no-examples"], "init:example"),
+    ],
+)
+def test_an_edit_that_finds_nothing_stops_init_before_it_writes(
+    tmp_path: Path, path: str, edit: str, args: list[str], missing: str
+) -> None:
+    copy = clone(tmp_path)
+    text = (copy / path).read_text()
+    assert edit in text
+    (copy / path).write_text(text.replace(edit, "(reworded)"))
+    _run(["git", "commit", "--quiet", "-am", "reworded"], cwd=copy)
+
+    refused = init(copy, "--yes", "--name", NAME, *args, check=False)
+
+    assert refused.returncode == 1
+    assert path in refused.stderr and missing in refused.stderr, refused.stderr
+    assert _status(copy) == "" and not (copy / "project" / "src" / PACKAGE).exists()

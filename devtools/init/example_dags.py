@@ -4,13 +4,15 @@ The example trains twice over: `example_training` in Python and `example_trainin
 in YAML (dag-factory), whose tests have a module of their own. With `python`, the YAML DAG's
 files and that module go. With `yaml`, the Python DAG goes and the YAML one takes the id
 `example_training` in its files and its test module, so the inference DAG's Asset, the
-notebooks and the other tests still find it. Besides that, only the project README changes.
+notebooks and the other tests still find it. Besides that, only the project README changes,
+where init drops the other DAG's table row (and, with `python`, the dag-factory note it marks).
 """
 
 from __future__ import annotations
 
 from devtools.init import InitError
 from devtools.init.answers import DagStyle
+from devtools.init.regions import drop_region, drop_table_row, rename_id
 from devtools.init.repository import Files
 
 DAGS = "project/dags"
@@ -19,6 +21,7 @@ YAML_ID = "example_training_from_config"
 PYTHON_DAG = f"{DAGS}/{PYTHON_ID}.py"
 YAML_FILES = (f"{DAGS}/{YAML_ID}.py", f"{DAGS}/{YAML_ID}.yaml", "project/tests/test_yaml_dag.py")
 README = "project/README.md"
+YAML_NOTE = "yaml-note"  # the README's region about dag-factory's telemetry
 
 
 def keep_one_training_dag(files: Files, style: DagStyle) -> Files:
@@ -29,31 +32,18 @@ def keep_one_training_dag(files: Files, style: DagStyle) -> Files:
     for path in (PYTHON_DAG, *YAML_FILES, README):
         if path not in files:
             raise InitError(f"{path} is missing: init can only drop one of the example's DAGs")
-    readme = _drop_lines(files[README].decode(), f"| `{YAML_ID}` |")
-    readme = readme.replace("the three DAG ids exist", "the two DAG ids exist")
+    readme = files[README].decode()
     if style == "python":
         for path in YAML_FILES:
             del files[path]
-        readme = _drop_paragraph(readme, "dag-factory reports runs")
+        readme = drop_table_row(readme, f"`{YAML_ID}`", README)
+        readme = drop_region(readme, YAML_NOTE, README)
     else:
         del files[PYTHON_DAG]
         for old in YAML_FILES:
-            text = files.pop(old).decode().replace(YAML_ID, PYTHON_ID)
-            files[old.replace(YAML_ID, PYTHON_ID)] = text.replace(" DAG again,", " DAG,").encode()
-        readme = readme.replace(
-            f"| `{PYTHON_ID}` | manual |",
-            f"| `{PYTHON_ID}` (YAML: `{PYTHON_ID}.yaml`, built by "
-            "[dag-factory](https://github.com/astronomer/dag-factory)) | manual |",
-        ).replace(YAML_ID, PYTHON_ID)
+            text = rename_id(files.pop(old).decode(), YAML_ID, PYTHON_ID, old)
+            files[old.replace(YAML_ID, PYTHON_ID)] = text.encode()
+        readme = drop_table_row(readme, f"`{PYTHON_ID}`", README)
+        readme = rename_id(readme, YAML_ID, PYTHON_ID, README)
     files[README] = readme.encode()
     return files
-
-
-def _drop_lines(text: str, start: str) -> str:
-    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(start))
-
-
-def _drop_paragraph(text: str, start: str) -> str:
-    paragraphs = text.split("\n\n")
-    kept = "\n\n".join(paragraph for paragraph in paragraphs if not paragraph.startswith(start))
-    return kept.rstrip("\n") + "\n"

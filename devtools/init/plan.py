@@ -21,34 +21,16 @@ from devtools.init.project_state import (
 )
 from devtools.init.pyproject_keys import authors, set_keys
 from devtools.init.readmes import replace_intro, retitle, root_intro
+from devtools.init.regions import drop_region
 from devtools.init.rename import rename
 from devtools.init.repository import Files
 from devtools.init.skeleton import Skeleton
 
 README = "README.md"
 PROJECT_README = "project/README.md"
-DATA_README = "project/data/README.md"
 DOCSTRING_WIDTH = 96
-# Sentences about the example outside the files the skeleton replaces; reworded, if present.
-EXAMPLE_SENTENCES = {
-    README: [
-        (
-            "See `project/README.md` for the example and how to replace it with your own model.",
-            "See `project/README.md` for the project's layout and where to start.",
-        ),
-        ("and the example's data I/O work", "and the project's data I/O work"),
-        ("The example project's own dependencies", "The project's own dependencies"),
-    ],
-    DATA_README: [
-        (
-            "the example's DAGs\nwrite `raw/`, `features/` and `predictions/` there.",
-            "the project's DAGs\nwrite it there.",
-        )
-    ],
-    "project/tests/conftest.py": [
-        ("Fixtures for the example project's tests", "Fixtures for the project's tests")
-    ],
-}
+# What speaks of the example outside the files the skeleton replaces: regions init owns.
+EXAMPLE_REGIONS = {"project/data/README.md": "example"}
 
 Changes = dict[str, bytes | None]
 """New contents by path; None deletes the file."""
@@ -91,12 +73,9 @@ def new_files(files: Files, state: ProjectState, answers: Answers) -> Files:
             description=answers.description,
             dags=dag_style_after(state, answers.examples, answers.dags) or "both",
         ).replace_examples(files)
-        for path, rewordings in EXAMPLE_SENTENCES.items():
+        for path, region in EXAMPLE_REGIONS.items():
             if path in files:
-                text = files[path].decode()
-                for old, new in rewordings:
-                    text = text.replace(old, new)
-                files[path] = text.encode()
+                files[path] = drop_region(files[path].decode(), region, path).encode()
     elif state.examples and answers.dags and answers.dags != state.dags:
         files = keep_one_training_dag(files, answers.dags)
     files = _with_metadata(files, state, answers)

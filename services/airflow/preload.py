@@ -3,10 +3,10 @@
 Started as four interpreters, the api-server, scheduler, dag-processor and triggerer each import
 the same ~2,000 modules: about 8 CPU-s and 100 MB apiece. Here one server imports them, freezes
 its heap and forks a component per request, so the forks share those pages copy-on-write.
-Each component is still its own supervisord program: a small client (stdlib only) asks the
-server for the fork, hands over its stdin/stdout/stderr, forwards stop signals to the
-component's process group and exits with the component's exit code, so supervisord logs,
-restarts and stops it as before.
+Each component is still its own supervisord program: a small client (stdlib and the engine's
+process helpers only) asks the server for the fork, hands over its stdin/stdout/stderr,
+forwards stop signals to the component's process group and exits with the component's exit
+code, so supervisord logs, restarts and stops it as before.
 
     python -m services.airflow.preload serve SOCKET
     python -m services.airflow.preload run SOCKET [--connect-timeout S] -- scheduler ...
@@ -25,6 +25,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.engine.processes import poll_until, signal_group, stop_groups
 
 # Entry points of the four components and the modules they load once running; importing these
 # pulls in all but about 15 of the 2,100-2,600 modules each component ends up holding (measured
@@ -157,7 +159,7 @@ class ForkServer:
             if os.getpid() == self.server_pid:
                 self.path.unlink(missing_ok=True)
                 for group in self.leftovers:
-                    _signal_group(group, signal.SIGKILL)
+                    signal_group(group, signal.SIGKILL)
         return None
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -271,7 +273,7 @@ class ForkServer:
     def _terminate(self, component: Component) -> None:
         """SIGTERM once, SIGKILL after KILL_AFTER (see _enforce_deadlines)."""
         if component.kill_at is None:
-            _signal_group(component.pid, signal.SIGTERM)
+            signal_group(component.pid, signal.SIGTERM)
             component.kill_at = time.monotonic() + KILL_AFTER
 
     def _reap(self) -> None:
@@ -287,7 +289,7 @@ class ForkServer:
             if component is None:
                 continue
             # Whatever it left in its group (LocalExecutor workers, if it was killed) goes too.
-            if _signal_group(pid, signal.SIGTERM):
+            if signal_group(pid, signal.SIGTERM):
                 self.leftovers[pid] = time.monotonic() + KILL_AFTER
             if component.connection is None:
                 continue
@@ -304,11 +306,11 @@ class ForkServer:
                 self._terminate(component)
         for component in self.components.values():
             if component.kill_at is not None and now >= component.kill_at and not component.killed:
-                _signal_group(component.pid, signal.SIGKILL)
+                signal_group(component.pid, signal.SIGKILL)
                 component.killed = True
         for group, kill_at in list(self.leftovers.items()):
-            if now >= kill_at or not _signal_group(group, 0):
-                _signal_group(group, signal.SIGKILL)
+            if now >= kill_at or not signal_group(group, 0):
+                signal_group(group, signal.SIGKILL)
                 del self.leftovers[group]
 
 
@@ -346,15 +348,6 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _signal_group(pid: int, signum: int) -> bool:
-    """Signal the process group led (or once led) by pid; False when it has no process left."""
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def program_of(title: list[str]) -> str:
     """The supervisord program a fork runs for, from its process title (psutil's cmdline):
     `airflow scheduler ...` as set at fork, or Airflow's own `airflow api_server -- ...`."""
@@ -382,20 +375,23 @@ def serve(path: Path) -> None:
 
 def connect(path: Path, timeout: float) -> socket.socket:
     """Connect to the server, waiting while it imports Airflow (bounded by timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def attempt() -> socket.socket | None:
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             client.connect(str(path))
-            return client
         except (FileNotFoundError, ConnectionRefusedError):
             client.close()
-            if time.monotonic() >= deadline:
-                raise PreloadError(
-                    f"no airflow-preload server at {path} after {timeout:.0f} s: "
-                    "its log is airflow-preload.log (`nox -s logs -- airflow`)"
-                ) from None
-            time.sleep(0.2)
+            return None
+        return client
+
+    client = poll_until(attempt, timeout, interval=0.2)
+    if client is None:
+        raise PreloadError(
+            f"no airflow-preload server at {path} after {timeout:.0f} s: "
+            "its log is airflow-preload.log (`nox -s logs -- airflow`)"
+        )
+    return client
 
 
 def run(path: Path, argv: list[str], connect_timeout: float) -> int:
@@ -416,7 +412,7 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
     client.settimeout(None)
 
     def forward(signum: int, _frame: object) -> None:
-        _signal_group(pid, signum)
+        signal_group(pid, signum)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, forward)
@@ -425,21 +421,10 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
         code = int(reply.split()[1])
         return code if code >= 0 else 128 - code
     # The server died: this component is nobody's to supervise now, so stop it.
-    _stop_orphan(pid)
+    stop_groups([pid], KILL_AFTER)
     with contextlib.suppress(OSError):
         print(f"airflow-preload went away; stopped pid {pid}", file=sys.stderr, flush=True)
     return 1
-
-
-def _stop_orphan(pid: int) -> None:
-    """SIGTERM the component's group, SIGKILL it if still there after KILL_AFTER."""
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_AFTER
-    while _signal_group(pid, 0):
-        if time.monotonic() >= deadline:
-            _signal_group(pid, signal.SIGKILL)
-            return
-        time.sleep(0.2)
 
 
 def main(arguments: list[str] | None = None) -> None:

@@ -11,25 +11,30 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from services.engine.layout import StateLayout, venv_bin
+from services.airflow import main, preload
+from services.engine.layout import venv_bin
 from services.engine.records import Health, HealthProbe, Program, Service
-from services.settings import REPO_ROOT, StackSettings
-from services.urls import service_url
+from services.settings import StackSettings
+
+if TYPE_CHECKING:
+    from services.plan import StackPlan
 
 COMPONENTS = ("scheduler", "triggerer", "dag_processor")
 MIGRATE_TIMEOUT = 300
 
 
-def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict[str, str]:
+def airflow_environment(plan: StackPlan) -> dict[str, str]:
     """Airflow's configuration, as environment variables shared by every component."""
-    home = StateLayout.of(settings).service_dir("airflow")
-    url = service_url(settings, settings.airflow_port)
+    settings = plan.settings
+    home = plan.layout.service_dir("airflow")
+    url = plan.url(settings.airflow_port)
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "project" / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(plan.root / "project" / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -58,17 +63,17 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
     }
 
 
-def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
-    layout = StateLayout.of(settings)
+def declare(plan: StackPlan) -> Service:
+    settings, layout = plan.settings, plan.layout
     home = layout.service_dir("airflow")
-    environment = airflow_environment(settings, root)
-    preload = layout.socket("airflow-preload")
+    environment = airflow_environment(plan)
+    socket = layout.socket("airflow-preload")
     if settings.airflow_preload:
-        client = [sys.executable, "-m", "services.airflow.preload", "run", str(preload)]
+        client = [sys.executable, "-m", preload.__name__, "run", str(socket)]
         airflow = [*client, "--connect-timeout", str(settings.ready_timeout), "--"]
     else:
-        airflow = [sys.executable, "-m", "services.airflow.main"]
-    url = service_url(settings, settings.airflow_port)
+        airflow = [sys.executable, "-m", main.__name__]
+    url = plan.url(settings.airflow_port)
     api_server = [
         *airflow,
         "api-server",
@@ -92,7 +97,7 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
         for name, command in commands.items()
     ]
     if settings.airflow_preload:
-        server = [sys.executable, "-m", "services.airflow.preload", "serve", str(preload)]
+        server = [sys.executable, "-m", preload.__name__, "serve", str(socket)]
         # Stopped alone, it leaves its components 15 s to their clients, then SIGTERMs them
         # and SIGKILLs them 10 s later.
         programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=30))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from services.settings import StackSettings
 
 # AF_UNIX socket paths are limited to 108 bytes on Linux and 104 on macOS.
 _MAX_SOCKET_PATH = 100
@@ -19,10 +18,6 @@ class StateLayout:
     """Paths under the state directory, named by what they hold."""
 
     root: Path
-
-    @classmethod
-    def of(cls, settings: StackSettings) -> StateLayout:
-        return cls(settings.state_dir.resolve())
 
     @property
     def logs(self) -> Path:
@@ -59,3 +54,15 @@ class StateLayout:
 def venv_bin(name: str) -> str:
     """A console script of the environment the stack runs from (the locked `.venv`)."""
     return str(Path(sys.executable).parent / name)
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last lines of a log file (reads only its end, logs can be large)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 64 * 1024))
+        text = handle.read().decode(errors="replace")
+    return text.splitlines()[-lines:]

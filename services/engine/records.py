@@ -1,7 +1,7 @@
 """A service is data: its programs, ports, health probe and what it needs first.
 
-The code that starts, waits for and stops services (`stack.py`, `supervisor.py`) reads these
-records and knows no service by name.
+Each folder under `services/` fills in these records for its service; the engine (`stack.py`,
+`supervisor.py`) reads them and knows no service by name.
 """
 
 from __future__ import annotations
@@ -53,6 +53,17 @@ class Service:
     @property
     def program_names(self) -> list[str]:
         return [program.name for program in self.programs]
+
+
+@dataclass(frozen=True)
+class SwitchedOff:
+    """A service the settings turned off: naming it says why, rather than "unknown service"."""
+
+    name: str
+    reason: str
+
+
+Declared = Service | SwitchedOff
 
 
 def http_ok(url: str, **request: object) -> HealthProbe:

@@ -1,35 +1,44 @@
-"""Start, wait for, inspect and stop the stack: written once, for any declared service."""
+"""Start, wait for, inspect and stop the stack: written once, for any declared service.
+
+`up` is one loop over every service it brings up, honcho-style: each round it starts what has
+its requirements ready, asks each starting service's own health probe, and moves each service
+one step through waiting -> preparing -> starting -> ready. No thread per service and no
+shared flags: the loop alone decides. A long one-shot `prepare` (a database migration) runs in
+a worker the loop polls, so the other services keep starting meanwhile.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import httpx
 
-from services.catalog import declare_services
-from services.engine.layout import StateLayout
+from services.engine.layout import StateLayout, tail
 from services.engine.ports import PortTaken, find_taken_ports
-from services.engine.records import Health, Service
+from services.engine.processes import poll_until
+from services.engine.records import Declared, Health, Service, SwitchedOff
+from services.engine.status import (
+    ProgramState,
+    ProgramStatus,
+    ServiceState,
+    ServiceStatus,
+    StackStatus,
+)
 from services.engine.supervisor import (
     STACK_MARKER,
     Supervisor,
     render_config,
     stop_marked_processes,
 )
-from services.plan import client_environment
-from services.s3.service import resolve_backend
-from services.settings import REPO_ROOT, StackSettings, ensure_credentials
 
 POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 3.0
-RUNNING_STATES = {"RUNNING", "STARTING", "BACKOFF"}
 
 
 class StackError(RuntimeError):
@@ -45,32 +54,61 @@ class ServiceFailed(StackError):
 Report = Callable[[str, str], None]  # (service name, what is happening)
 
 
+class Phase(Enum):
+    """Where one service is in `up`."""
+
+    WAITING = "waiting"  # for the services it requires
+    PREPARING = "preparing"  # its one-shot `prepare` runs in a worker
+    STARTING = "starting"  # its programs run; its probe does not say healthy yet
+    READY = "ready"
+
+
+@dataclass
+class Bringing:
+    """One service on its way up, as the loop sees it."""
+
+    service: Service
+    running: bool  # all its programs were running before this `up`
+    phase: Phase = Phase.WAITING
+    started: float = 0.0
+    preparing: Future[None] | None = None
+    health: Health = field(default_factory=lambda: Health(False, "not asked yet"))
+
+
 @dataclass
 class Stack:
-    """The stack of one repository and state directory."""
+    """The stack of one state directory: the declared services and how to run them.
 
-    settings: StackSettings
-    root: Path = REPO_ROOT
-    layout: StateLayout = field(init=False)
+    `environment` is what every program gets (the engine adds the marker that finds orphans);
+    `home` is the repository, which `clean` never deletes.
+    """
+
+    layout: StateLayout
+    declared: Sequence[Declared]
+    environment: dict[str, str]
+    host: str
+    ready_timeout: float
+    home: Path
     supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.layout = StateLayout.of(self.settings)
         self.supervisor = Supervisor(self.layout)
 
     # -- what the stack is --------------------------------------------------------------------
 
+    @property
     def services(self) -> list[Service]:
-        return declare_services(self.settings, self.root)
+        return [service for service in self.declared if isinstance(service, Service)]
 
     def select(self, names: Iterable[str], with_requirements: bool = True) -> list[Service]:
         """The named services (all when none are named), plus what they need, in start order."""
-        declared = {service.name: service for service in self.services()}
+        declared = {service.name: service for service in self.services}
+        switched_off = {s.name: s for s in self.declared if isinstance(s, SwitchedOff)}
         wanted = list(names) or list(declared)
         for name in wanted:
+            if name in switched_off:
+                raise StackError(switched_off[name].reason)
             if name not in declared:
-                if name == "s3":
-                    raise StackError("s3 is off (H2OPS_S3_BACKEND=none): set it to auto to use it")
                 raise StackError(f"unknown service {name!r}: choose from {', '.join(declared)}")
         chosen: set[str] = set()
 
@@ -86,18 +124,9 @@ class Stack:
             add(name)
         return [service for service in declared.values() if service.name in chosen]
 
-    def environment(self) -> dict[str, str]:
-        """What every program gets: the client environment and the marker that finds orphans."""
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        return {
-            **client_environment(self.settings),
-            STACK_MARKER: str(self.layout.root),
-            "PATH": path,
-            "PYTHONUNBUFFERED": "1",
-            # A local stack reports nothing home (MLflow, dag-factory and others honour this).
-            "DO_NOT_TRACK": "true",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-        }
+    @property
+    def program_environment(self) -> dict[str, str]:
+        return {**self.environment, STACK_MARKER: str(self.layout.root)}
 
     # -- up -----------------------------------------------------------------------------------
 
@@ -108,89 +137,121 @@ class Stack:
         starts. If one service fails, the ones this call started are stopped again.
         """
         report = report or (lambda _name, _event: None)
-        self.settings = ensure_credentials(self.settings)
         self.supervisor.clean_stale()
         services = self.select(names)
         states = self.supervisor.states()
-        to_start = [s for s in services if not _all_running(s, states)]
-        taken = find_taken_ports(self.settings.host, [s.ports for s in to_start])
+        bringing = [Bringing(s, running=_all_running(s, states)) for s in services]
+        to_start = [b.service for b in bringing if not b.running]
+        taken = find_taken_ports(self.host, [s.ports for s in to_start])
         if taken:
             raise PortTaken(taken)
-        every_program = [p for s in self.services() for p in s.programs]
-        environment = self.environment()
+        every_program = [p for s in self.services for p in s.programs]
+        environment = self.program_environment
         self.supervisor.apply(render_config(self.layout, every_program, environment), environment)
 
         outcome: dict[str, str] = {}
-        ready = {service.name: threading.Event() for service in services}
-        failed = threading.Event()
-        errors: list[StackError] = []
+        try:
+            with (
+                ThreadPoolExecutor(thread_name_prefix="prepare") as workers,
+                httpx.Client(timeout=PROBE_TIMEOUT) as client,
+            ):
 
-        def bring_up(service: Service) -> None:
-            try:
-                for required in service.requires:
-                    while not ready[required].wait(POLL_SECONDS):
-                        if failed.is_set():
-                            return
-                if service not in to_start:
-                    outcome[service.name] = "already running"
-                    report(service.name, "already running")
-                else:
-                    self._start_one(service, report, failed)
-                    outcome[service.name] = "started"
-                ready[service.name].set()
-            except StackError as error:
-                errors.append(error)
-                failed.set()
-            except Exception as error:  # a prepare step or a client call: report, do not hang
-                errors.append(self._failure(service, f"{type(error).__name__}: {error}"))
-                failed.set()
+                def round_done() -> bool:
+                    return self._round(bringing, workers, client, report, outcome)
 
-        threads = [threading.Thread(target=bring_up, args=(s,), daemon=True) for s in services]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
+                # Each service has its own deadline, from when it may start (checked in the
+                # round); this one only backs them up: a chain, each waiting for the last.
+                backstop = (self.ready_timeout + 2 * POLL_SECONDS) * max(1, len(bringing))
+                if not poll_until(round_done, backstop, POLL_SECONDS):
+                    raise StackError(f"up did not finish within {backstop:.0f} s")
+        except StackError:
             self.supervisor.stop(p.name for s in to_start for p in s.programs)
-            raise errors[0]
+            raise
         return outcome
 
-    def _start_one(self, service: Service, report: Report, failed: threading.Event) -> None:
-        started = time.monotonic()
-        if service.prepare is not None:
-            report(service.name, "preparing")
-            service.prepare()
-        for program in service.programs:
-            self.supervisor.start(program.name)
-        report(service.name, "starting")
-        deadline = started + self.settings.ready_timeout
-        health = Health(False, "not asked yet")
-        with httpx.Client(timeout=PROBE_TIMEOUT) as client:
-            while time.monotonic() < deadline and not failed.is_set():
-                for program in service.programs:
-                    state = self.supervisor.state(program.name)
-                    if state.state in ("FATAL", "STOPPED"):
-                        raise self._failure(
-                            service,
-                            f"{program.name} is {state.state} ({state.description})",
-                            program.name,
-                        )
-                health = service.probe(client)
-                if health.healthy:
-                    break
-                report(service.name, health.detail or "starting")
-                time.sleep(POLL_SECONDS)
-        if failed.is_set() and not health.healthy:
-            raise StackError(f"{service.name}: stopped waiting because another service failed")
-        if not health.healthy:
+    def _round(
+        self,
+        bringing: list[Bringing],
+        workers: ThreadPoolExecutor,
+        client: httpx.Client,
+        report: Report,
+        outcome: dict[str, str],
+    ) -> bool:
+        """One pass of the loop: move every service as far as it can go now; True when all are
+        ready."""
+        states = self.supervisor.states()
+        for item in bringing:
+            try:
+                self._advance(item, bringing, workers, client, states, report, outcome)
+            except StackError:
+                raise
+            except Exception as error:  # a prepare step or a client call: report, do not hang
+                raise self._failure(item.service, f"{type(error).__name__}: {error}") from None
+        return all(item.phase is Phase.READY for item in bringing)
+
+    def _advance(
+        self,
+        item: Bringing,
+        bringing: list[Bringing],
+        workers: ThreadPoolExecutor,
+        client: httpx.Client,
+        states: dict[str, ProgramStatus],
+        report: Report,
+        outcome: dict[str, str],
+    ) -> None:
+        service = item.service
+        if item.phase is Phase.WAITING:
+            ready = {b.service.name for b in bringing if b.phase is Phase.READY}
+            if not all(required in ready for required in service.requires):
+                return
+            if item.running:
+                item.phase = Phase.READY
+                outcome[service.name] = "already running"
+                report(service.name, "already running")
+                return
+            item.started = time.monotonic()
+            if service.prepare is not None:
+                report(service.name, "preparing")
+                item.preparing = workers.submit(service.prepare)
+            item.phase = Phase.PREPARING
+        if item.phase is Phase.PREPARING:
+            if item.preparing is not None:
+                if not item.preparing.done():
+                    self._check_deadline(item, "still preparing")
+                    return
+                item.preparing.result()  # raises what prepare raised
+            for program in service.programs:
+                self.supervisor.start(program.name)
+            report(service.name, "starting")
+            item.phase = Phase.STARTING
+            return  # asked on the next round, once the programs had a moment
+        if item.phase is Phase.STARTING:
+            for program in service.programs:
+                status = states.get(program.name)
+                if status is not None and status.state.gave_up:
+                    raise self._failure(
+                        service,
+                        f"{program.name} is {status.state.value} ({status.description})",
+                        program.name,
+                    )
+            item.health = service.probe(client)
+            if item.health.healthy:
+                if service.after_ready is not None:
+                    service.after_ready()
+                item.phase = Phase.READY
+                outcome[service.name] = "started"
+                report(service.name, f"ready in {time.monotonic() - item.started:.1f} s")
+                return
+            self._check_deadline(item, item.health.detail)
+            report(service.name, item.health.detail or "starting")
+
+    def _check_deadline(self, item: Bringing, detail: str) -> None:
+        """Each service gets `ready_timeout` seconds from its start, its `prepare` included."""
+        if time.monotonic() >= item.started + self.ready_timeout:
             raise self._failure(
-                service,
-                f"not healthy after {self.settings.ready_timeout:.0f} s "
-                f"(H2OPS_READY_TIMEOUT): {health.detail}",
+                item.service,
+                f"not healthy after {self.ready_timeout:.0f} s (H2OPS_READY_TIMEOUT): {detail}",
             )
-        if service.after_ready is not None:
-            service.after_ready()
-        report(service.name, f"ready in {time.monotonic() - started:.1f} s")
 
     def _failure(self, service: Service, reason: str, program: str | None = None) -> ServiceFailed:
         """The failure, with the log of the program that failed (else the service's first)."""
@@ -203,7 +264,7 @@ class Stack:
         """Stop the named services (all when none are named); returns what was running."""
         names = list(names)
         states = self.supervisor.states()
-        running = [n for n, s in states.items() if s.state in RUNNING_STATES]
+        running = [name for name, status in states.items() if status.state.active]
         if not names:
             self.supervisor.shutdown()
             stop_marked_processes(self.layout.root)  # anything that escaped its group
@@ -220,51 +281,42 @@ class Stack:
     def restart(self, names: Iterable[str], report: Report | None = None) -> dict[str, str]:
         names = list(names)
         if not names:
-            raise StackError("restart needs a service name: nox -s restart -- mlflow")
+            choices = ", ".join(service.name for service in self.services)
+            raise StackError(f"restart needs a service name: one or more of {choices}")
         self.down(names)
         return self.up(names, report)
 
     # -- status -------------------------------------------------------------------------------
 
-    def status(self) -> dict:
-        """What runs, whether it is healthy, where it is, and the credentials to get in."""
+    def status(self) -> StackStatus:
+        """What runs, and whether each service's own health answer says healthy."""
         states = self.supervisor.states()
         entries = []
-        backend, reason = resolve_backend(self.settings)
         with httpx.Client(timeout=PROBE_TIMEOUT) as client:
-            for service in self.services():
-                programs = [states.get(p.name) for p in service.programs]
-                state = _service_state([p.state if p else "STOPPED" for p in programs])
-                health = service.probe(client) if state == "running" else Health(False, state)
-                entry = {
-                    "name": service.name,
-                    "title": service.title,
-                    "state": state,
-                    "healthy": health.healthy,
-                    "detail": health.detail,
-                    "url": service.url,
-                    "pid": programs[0].pid if programs[0] else None,
-                    "ports": service.ports,
-                    "log": str(self.layout.log_file(service.programs[0].name)),
-                    "programs": [
-                        {
-                            "name": p.name,
-                            "state": s.state if s else "STOPPED",
-                            "pid": s.pid if s else None,
-                        }
-                        for p, s in zip(service.programs, programs, strict=True)
-                    ],
-                    **service.details,
-                }
-                entries.append(entry)
-        return {
-            "services": entries,
-            "s3_backend": backend,
-            "s3_backend_reason": reason,
-            "state_dir": str(self.layout.root),
-            "credentials": self.settings.credentials,
-            "environment": client_environment(self.settings),
-        }
+            for service in self.services:
+                programs = [
+                    states.get(p.name) or ProgramStatus(p.name, ProgramState.STOPPED)
+                    for p in service.programs
+                ]
+                state = ServiceState.of(program.state for program in programs)
+                running = state is ServiceState.RUNNING
+                health = service.probe(client) if running else Health(False, state.value)
+                entries.append(
+                    ServiceStatus(
+                        name=service.name,
+                        title=service.title,
+                        state=state,
+                        healthy=health.healthy,
+                        detail=health.detail,
+                        url=service.url,
+                        pid=programs[0].pid,
+                        ports=service.ports,
+                        log=str(self.layout.log_file(service.programs[0].name)),
+                        programs=programs,
+                        details=service.details,
+                    )
+                )
+        return StackStatus(entries, str(self.layout.root))
 
     def log_files(self, names: Iterable[str] = ()) -> list[Path]:
         return [
@@ -276,38 +328,16 @@ class Stack:
     def clean(self) -> Path:
         """Stop everything and delete the state directory (data, databases, logs)."""
         root = self.layout.root
-        forbidden = {Path("/"), Path.home().resolve(), self.root.resolve()}
-        if root in forbidden or root in self.root.resolve().parents:
+        home = self.home.resolve()
+        if root in {Path("/"), Path.home().resolve(), home} or root in home.parents:
             raise StackError(f"refusing to delete {root}: H2OPS_STATE_DIR must be its own folder")
         self.down()
         shutil.rmtree(root, ignore_errors=True)
         return root
 
 
-def _all_running(service: Service, states: dict) -> bool:
+def _all_running(service: Service, states: dict[str, ProgramStatus]) -> bool:
     return all(
-        (state := states.get(program.name)) is not None and state.state == "RUNNING"
+        (status := states.get(program.name)) is not None and status.state is ProgramState.RUNNING
         for program in service.programs
     )
-
-
-def _service_state(program_states: list[str]) -> str:
-    if all(s == "RUNNING" for s in program_states):
-        return "running"
-    if any(s == "FATAL" for s in program_states):
-        return "failed"
-    if all(s in ("STOPPED", "EXITED") for s in program_states):
-        return "stopped"
-    return "starting"
-
-
-def tail(path: Path, lines: int) -> list[str]:
-    """The last lines of a log file (reads only its end, logs can be large)."""
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 64 * 1024))
-        text = handle.read().decode(errors="replace")
-    return text.splitlines()[-lines:]

@@ -9,20 +9,20 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 import xmlrpc.client
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
 from services.engine.layout import StateLayout
+from services.engine.processes import poll_until, stop_groups
 from services.engine.records import Program
+from services.engine.status import ProgramState, ProgramStatus
 
 # Every process the stack starts carries this variable, so processes orphaned by a killed
 # supervisord can be found and stopped.
@@ -36,16 +36,10 @@ class SupervisorError(RuntimeError):
     """supervisord could not be started or reached; the message says where to look."""
 
 
-@dataclass(frozen=True)
-class ProgramState:
-    name: str
-    state: str  # RUNNING, STARTING, BACKOFF, STOPPED, EXITED, FATAL, ...
-    pid: int | None
-    description: str
-
-
-def _program_state(info: dict) -> ProgramState:
-    return ProgramState(info["name"], info["statename"], info["pid"] or None, info["description"])
+def _program_status(info: dict[str, Any]) -> ProgramStatus:
+    """The one place supervisord's process info is read."""
+    state = ProgramState.named(info["statename"])
+    return ProgramStatus(info["name"], state, info["pid"] or None, info["description"])
 
 
 def _quote(value: str) -> str:
@@ -190,11 +184,8 @@ class Supervisor:
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT, check=False
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.is_running():
-                return
-            time.sleep(0.1)
+        if poll_until(self.is_running, START_TIMEOUT):
+            return
         raise SupervisorError(
             f"supervisord did not start within {START_TIMEOUT:.0f} s "
             f"(exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()} "
@@ -214,7 +205,7 @@ class Supervisor:
             server.stopProcessGroup(name)
             server.removeProcessGroup(name)
         for name in changed:
-            if self.state(name).state in ("RUNNING", "STARTING", "BACKOFF"):
+            if self.state(name).state.active:
                 continue  # keeps its old config until restarted
             server.removeProcessGroup(name)
             server.addProcessGroup(name)
@@ -226,31 +217,24 @@ class Supervisor:
         pid = self.daemon_pid()
         if pid is not None and self.is_running():
             self.stop(self.states())
-            try:
+            with contextlib.suppress(OSError, xmlrpc.client.Error):
                 self.rpc().supervisor.shutdown()
-            except (OSError, xmlrpc.client.Error):
-                os.kill(pid, signal.SIGTERM)
-            try:
-                psutil.Process(pid).wait(timeout=SHUTDOWN_TIMEOUT)
-            except psutil.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-            except psutil.Error:
-                pass
+            # The daemon leads its own group (it daemonized with setsid); its programs lead
+            # theirs, and were stopped above.
+            with contextlib.suppress(OSError):
+                stop_groups([os.getpgid(pid)], SHUTDOWN_TIMEOUT)
         self.clean_stale()
 
     # -- programs -----------------------------------------------------------------------------
 
-    def states(self) -> dict[str, ProgramState]:
+    def states(self) -> dict[str, ProgramStatus]:
         if not self.is_running():
             return {}
         infos = self.rpc().supervisor.getAllProcessInfo()
-        return {info["name"]: _program_state(info) for info in infos}
+        return {info["name"]: _program_status(info) for info in infos}
 
-    def state(self, name: str) -> ProgramState:
-        info = self.rpc().supervisor.getProcessInfo(name)
-        return ProgramState(
-            info["name"], info["statename"], info["pid"] or None, info["description"]
-        )
+    def state(self, name: str) -> ProgramStatus:
+        return _program_status(self.rpc().supervisor.getProcessInfo(name))
 
     def start(self, name: str) -> None:
         try:
@@ -269,20 +253,20 @@ class Supervisor:
             except xmlrpc.client.Fault as fault:
                 if "NOT_RUNNING" not in fault.faultString:
                     raise
+
         # supervisord escalates to SIGKILL after each program's stopwaitsecs; wait that long.
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
+        def settled() -> bool:
             states = self.states()
-            if all(states[name].state not in ("STOPPING", "RUNNING", "STARTING") for name in names):
-                return
-            time.sleep(0.1)
+            return all(states[name].state.settled for name in names if name in states)
+
+        poll_until(settled, STOP_TIMEOUT)
 
 
 def marked_processes(state_dir: Path) -> list[psutil.Process]:
     """Every process started for this state dir, with all its descendants.
 
     Programs inherit the marker; their children usually do too, but one that rewrites its
-    process title (Airflow's workers do) may lose it, so descendants are added by ancestry.
+    process title (some worker pools do) may lose it, so descendants are added by ancestry.
     """
     marker = f"{STACK_MARKER}={state_dir}"
     own = os.getpid()
@@ -308,22 +292,7 @@ def stop_marked_processes(state_dir: Path, timeout: float = 10.0) -> list[int]:
     found = marked_processes(state_dir)
     groups = set()
     for process in found:
-        try:
-            groups.add(os.getpgid(process.pid))
-        except OSError:
-            continue
-    for group in groups:
-        _signal_group(group, signal.SIGTERM)
-    _, alive = psutil.wait_procs(found, timeout=timeout)
-    for process in alive:
         with contextlib.suppress(OSError):
-            os.killpg(os.getpgid(process.pid), signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=timeout)
+            groups.add(os.getpgid(process.pid))
+    stop_groups(groups, timeout)
     return [process.pid for process in found]
-
-
-def _signal_group(group: int, sig: signal.Signals) -> None:
-    if group == os.getpgid(0):
-        return  # never our own group
-    with contextlib.suppress(OSError):
-        os.killpg(group, sig)

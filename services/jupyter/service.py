@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from services.engine.layout import StateLayout, venv_bin
+from services.engine.layout import venv_bin
 from services.engine.records import Program, Service, http_ok
 from services.port_forwarding import allowed_origins, jupyter_local_hostnames
-from services.settings import REPO_ROOT, StackSettings
-from services.urls import service_url
+
+if TYPE_CHECKING:
+    from services.plan import StackPlan
 
 
-def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
-    home = StateLayout.of(settings).service_dir("jupyter")
-    url = service_url(settings, settings.jupyter_port)
+def declare(plan: StackPlan) -> Service:
+    settings, root = plan.settings, plan.root
+    home = plan.layout.service_dir("jupyter")
     port = settings.jupyter_port
+    url = plan.url(port)
     command = [
         venv_bin("jupyter"),
         "lab",

