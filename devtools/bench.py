@@ -111,6 +111,11 @@ def process_group(command: list[str], env: dict[str, str], log: Path) -> Iterato
         popen.wait(timeout=20)
 
 
+def _family(root: psutil.Process) -> Callable[[], list[psutil.Process]]:
+    """A process and its descendants as they are when asked (children come and go)."""
+    return lambda: [root, *_children(root)]
+
+
 def _children(root: psutil.Process) -> list[psutil.Process]:
     try:
         return root.children(recursive=True)
@@ -148,7 +153,7 @@ def airflow_standalone(workdir: Path, runs: int, idle: float) -> dict:
                 if attempt > 0:
                     figures["start_s"].append(round(elapsed, 1))
                 if attempt == runs:
-                    figures.update(idle_figures(lambda r=root: [r, *_children(r)], idle))
+                    figures.update(idle_figures(_family(root), idle))
     figures["start_median_s"] = median(figures["start_s"])
     return figures
 
@@ -175,7 +180,7 @@ def mlflow_server(workdir: Path, runs: int, idle: float) -> dict:
                 if attempt > 0:
                     figures["start_s"].append(round(time.monotonic() - started, 1))
                 if attempt == runs:
-                    figures.update(idle_figures(lambda r=root: [r, *_children(r)], idle))
+                    figures.update(idle_figures(_family(root), idle))
     figures["start_median_s"] = median(figures["start_s"])
     return figures
 

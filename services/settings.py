@@ -132,7 +132,9 @@ def load_settings(root: Path = REPO_ROOT) -> StackSettings:
     """Read the settings of the repository at `root`; raise SettingsError on a bad value."""
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
     try:
-        settings = StackSettings(_build_sources=(_sources(env_file, root), {}))
+        sources: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
+        sources = (_sources(env_file, root), {})
+        settings = StackSettings(_build_sources=sources)  # type: ignore[call-arg]
     except ValidationError as error:
         raise SettingsError(_explain(error)) from None
     return settings.resolve_paths(root)

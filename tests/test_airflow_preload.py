@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -49,7 +49,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     path = tmp_path / "preload.sock"
     process = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(path)], cwd=REPO_ROOT, start_new_session=True

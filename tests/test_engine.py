@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ SERVICE_FOLDERS = sorted(
 
 
 def imported_modules(path: Path) -> set[str]:
-    modules = set()
+    modules: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
@@ -106,9 +107,9 @@ def silent_service(name: str, port: int) -> Service:
 
 
 @pytest.fixture
-def stack(tmp_path: Path):
+def stack(tmp_path: Path) -> Iterator[Stack]:
     ports = free_ports(3)
-    declared = [
+    declared: list[Service | SwitchedOff] = [
         web_service("store", ports[0]),
         web_service("tracker", ports[1], requires=("store",)),
         silent_service("mute", ports[2]),

@@ -6,10 +6,12 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from botocore.client import BaseClient
 
 from devtools.testing import StackRun, s3_client
 from services.airflow import preload
@@ -29,14 +31,14 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture
-def run(tmp_path: Path):
+def run(tmp_path: Path) -> Iterator[StackRun]:
     stack_run = StackRun(tmp_path)
     yield stack_run
     stack_run.down()
     assert marked_processes(stack_run) == []
 
 
-def s3(run: StackRun):
+def s3(run: StackRun) -> BaseClient:
     env = run.status().environment
     return s3_client(
         env["AWS_ENDPOINT_URL_S3"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]

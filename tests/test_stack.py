@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from devtools.testing import RunningStack, poll_until, s3_client
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.stack
 WAIT_SECONDS = 90
 
 
-def s3(stack: RunningStack, secret: str | None = None):
+def s3(stack: RunningStack, secret: str | None = None) -> BaseClient:
     return s3_client(stack.s3_endpoint, stack.s3_access_key, secret or stack.s3_secret_key)
 
 

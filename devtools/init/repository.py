@@ -60,7 +60,7 @@ def read_files(root: Path) -> Files:
 
 
 def _walk(root: Path) -> list[str]:
-    paths = []
+    paths: list[str] = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [name for name in dirs if name not in UNLISTED_DIRS]
         paths.extend((Path(folder) / name).relative_to(root).as_posix() for name in names)

@@ -119,7 +119,8 @@ class Supervisor:
 
     # -- the daemon ---------------------------------------------------------------------------
 
-    def rpc(self) -> xmlrpc.client.ServerProxy:
+    def rpc(self) -> Any:
+        """supervisord's XML-RPC proxy (its answers are untyped; `_program_status` reads them)."""
         transport = SupervisorTransport(None, None, f"unix://{self.layout.supervisor_socket}")
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 def declare(plan: StackPlan) -> Service:
     settings = plan.settings
     home = plan.layout.service_dir("mlflow")
+    requires: tuple[str, ...] = ()
     if plan.object_store:
         artifacts, requires = "s3://mlflow/", ("s3",)
     else:
-        artifacts, requires = (home / "artifacts").as_uri(), ()
+        artifacts = (home / "artifacts").as_uri()
     url = plan.url(settings.mlflow_port)
     environment = {
         "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
