@@ -271,3 +271,25 @@ def test_a_second_user_can_read_connect_to_and_use_nothing(
 
     assert as_user(other_user, look_for_token) == {"cmdline": [], "environ": []}
     assert look_for_token()["environ"], "the probe finds the token where the owner can look"
+
+
+@pytest.mark.stack
+def test_a_long_state_path_runs_with_its_sockets_in_the_private_dir(tmp_path: Path) -> None:
+    run = StackRun(tmp_path / ("d" * 90))
+    layout = StateLayout(run.base / "state")
+    private = None
+    try:
+        run.up("airflow")  # supervisord's socket and the preload server's
+        private = layout.recorded_socket_dir()
+        assert private is not None and mode(private) == 0o700
+        assert sorted(p.name for p in private.iterdir()) == [
+            "airflow-preload.sock",
+            "supervisor.sock",
+        ]
+        assert not list(layout.root.glob("*.sock"))
+        airflow = next(s for s in run.status()["services"] if s["name"] == "airflow")
+        assert airflow["healthy"], airflow
+    finally:
+        cleaned = run.cli("clean", "--yes", timeout=120)  # stops it, deletes its state
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not private.exists(), "clean removes the private socket dir too"
