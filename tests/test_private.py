@@ -82,8 +82,11 @@ def test_a_socket_dir_opened_up_or_swapped_is_refused(deep_layout: StateLayout) 
 def test_a_socket_dir_of_another_user_is_refused(deep_layout: StateLayout) -> None:
     private = deep_layout.socket_dir()
     os.chown(private, NOBODY, NOBODY)
-    with pytest.raises(UnsafeStateError, match=f"{private} belongs to"):
-        deep_layout.socket_dir()
+    try:
+        with pytest.raises(UnsafeStateError, match=f"{private} belongs to"):
+            deep_layout.socket_dir()
+    finally:
+        os.chown(private, os.geteuid(), os.getegid())  # so that it is removed after
 
 
 def test_a_socket_dir_that_is_gone_is_replaced_by_a_new_private_one(
