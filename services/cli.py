@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from services.client_env import client_environment
+from services.layout import UnsafeStateError
 from services.ports import PortTaken
 from services.settings import SettingsError, load_settings
 from services.stack import ServiceFailed, Stack, StackError, tail
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in error.tail:
             console.print(f"  {line}", markup=False)
         console.print("The services this `up` started were stopped again; state is kept.")
-    except (StackError, SupervisorError, FileNotFoundError) as error:
+    except (StackError, SupervisorError, UnsafeStateError, FileNotFoundError) as error:
         console.print(f"[red]{error}[/red]")
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -15,7 +15,7 @@ import httpx
 
 from services.catalog import declare_services
 from services.client_env import client_environment
-from services.layout import StateLayout
+from services.layout import StateLayout, owner_only_umask
 from services.ports import PortTaken, find_taken_ports
 from services.s3_store import resolve_backend
 from services.service import Health, Service
@@ -101,7 +101,14 @@ class Stack:
 
         Services already running are left alone. Taken ports are refused before anything
         starts. If one service fails, the ones this call started are stopped again.
+        Everything it and the programs create is owner-only; a state dir open to other users
+        is refused.
         """
+        with owner_only_umask():
+            self.layout.make_private()
+            return self._up(names, report)
+
+    def _up(self, names: Iterable[str], report: Report | None) -> dict[str, str]:
         report = report or (lambda _name, _event: None)
         self.settings = ensure_credentials(self.settings)
         self.supervisor.clean_stale()
@@ -275,6 +282,9 @@ class Stack:
         if root in forbidden or root in self.root.resolve().parents:
             raise StackError(f"refusing to delete {root}: H2OPS_STATE_DIR must be its own folder")
         self.down()
+        sockets = self.layout.recorded_socket_dir()
+        if sockets is not None:  # the private socket dir a long state path needed
+            shutil.rmtree(sockets, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
         return root
 

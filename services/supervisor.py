@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
-from services.layout import StateLayout
+from services.layout import StateLayout, write_private
 from services.service import Program
 
 # Every process the stack starts carries this variable, so processes orphaned by a killed
@@ -84,6 +84,9 @@ def render_config(
         f"directory={_quote(str(layout.root))}",
         "identifier=h2ops",
         "nodaemon=false",
+        # Everything the daemon and its programs create is its user's alone: databases, logs,
+        # objects, Jupyter's runtime files (one holds the token).
+        "umask=077",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
@@ -169,8 +172,7 @@ class Supervisor:
         path = self.layout.supervisor_config
         changed = not path.exists() or path.read_text() != config
         if changed:
-            path.write_text(config)
-            path.chmod(0o600)  # it holds the credentials given to the programs
+            write_private(path, config)  # it holds the credentials given to the programs
         if self.is_running():
             if changed:
                 self._reload()

@@ -130,6 +130,7 @@ def test_supervisor_config_escapes_and_groups(tmp_path: Path) -> None:
     config = render_config(StateLayout.of(settings), programs, {"H2OPS_STACK": "x"})
     assert config.count("[program:") == len(programs) == 8
     assert config.count("autostart=false") == len(programs)
+    assert "umask=077" in config, "what supervisord and its programs create is owner-only"
     assert config.count("stopasgroup=true") == config.count("killasgroup=true") == len(programs)
     assert "50%%off" in config and "50%off" not in config.replace("50%%off", "")
 
@@ -144,11 +145,13 @@ def test_supervisor_config_escapes_and_groups(tmp_path: Path) -> None:
     assert env["H2OPS_STACK"] == "x"
 
 
-def test_long_state_dirs_get_a_short_socket(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 120)
-    layout = StateLayout(deep)
-    assert len(str(layout.supervisor_socket)) <= 100
-    assert StateLayout(Path("/tmp/s")).supervisor_socket == Path("/tmp/s/supervisor.sock")
+@pytest.mark.parametrize(("uid", "allowed"), [(0, True), (1000, False)])
+def test_jupyter_allows_root_only_when_running_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uid: int, allowed: bool
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    command = by_name(make_settings(tmp_path))["jupyter"].programs[0].command
+    assert ("--ServerApp.allow_root=True" in command) is allowed
 
 
 CODESPACES = {
