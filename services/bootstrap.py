@@ -40,8 +40,11 @@ def _uv_from_module() -> str | None:
 
 
 def uv_command() -> list[str]:
-    """uv on PATH, else the one installed beside nox (`nox[uv]`, or the launcher venv)."""
-    found = shutil.which("uv") or _uv_from_module()
+    """The uv installed beside nox (`nox[uv]`, the launcher, `.venv`), else uv on PATH (Nix).
+
+    Beside nox first: a `uv` on PATH may be a pyenv shim that fails for this directory's Python.
+    """
+    found = _uv_from_module() or shutil.which("uv")
     if found is None:
         raise SystemExit(
             "uv was not found: run the sessions as `python3 noxfile.py -s SESSION`, which "
@@ -73,7 +76,7 @@ def _has_nox_and_uv() -> bool:
         import nox  # noqa: F401
     except ImportError:
         return False
-    return bool(shutil.which("uv") or _uv_from_module())
+    return bool(_uv_from_module() or shutil.which("uv"))
 
 
 def _run_or_explain(command: list[str], what: str) -> bool:

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from services.catalog import stack_of
-from services.engine.layout import tail
+from services.engine.layout import UnsafeStateError, tail
 from services.engine.ports import PortTaken
 from services.engine.stack import ServiceFailed, StackError
 from services.engine.status import ServiceState
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in error.tail:
             console.print(f"  {line}", markup=False)
         console.print("The services this `up` started were stopped again; state is kept.")
-    except (StackError, SupervisorError, FileNotFoundError) as error:
+    except (StackError, SupervisorError, UnsafeStateError, FileNotFoundError) as error:
         console.print(f"[red]{error}[/red]")
     except KeyboardInterrupt:
         console.print("interrupted")
@@ -93,6 +93,7 @@ Command = Callable[[StackPlan, argparse.Namespace], int]
 
 def _up(plan: StackPlan, args: argparse.Namespace) -> int:
     console.print(f"S3 backend: [bold]{plan.s3_backend}[/bold] ({plan.s3_backend_reason})")
+    plan.layout.check()  # a state dir open to others is refused before credentials are written
     plan = plan.with_credentials()
     stack = stack_of(plan)
     started = time.monotonic()
@@ -130,6 +131,7 @@ def _down(plan: StackPlan, args: argparse.Namespace) -> int:
 
 
 def _restart(plan: StackPlan, args: argparse.Namespace) -> int:
+    plan.layout.check()
     plan = plan.with_credentials()
     stack = stack_of(plan)
     stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))

@@ -7,14 +7,18 @@ changes a port with one line and credentials stay out of the code and out of git
 
 from __future__ import annotations
 
+import difflib
+import io
 import os
 import secrets
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types
-from pydantic import Field, ValidationError, model_validator
+from dotenv.parser import parse_stream
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -51,8 +55,16 @@ class StackSettings(BaseSettings):
         env_prefix=ENV_PREFIX,
         extra="ignore",
         validate_default=True,
+        env_file_encoding="utf-8",
     )
-    host: str = Field("127.0.0.1", description="Address every service binds to.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address every service binds to.",
+        # What a type cannot say: the error hint for it (see hint_for).
+        json_schema_extra={
+            "hint": "use an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for all"
+        },
+    )
     airflow_port: Port = Field(8080, description="Airflow API server and UI.")
     mlflow_port: Port = Field(5000, description="MLflow tracking server and UI.")
     jupyter_port: Port = Field(8888, description="JupyterLab.")
@@ -82,6 +94,21 @@ class StackSettings(BaseSettings):
     jupyter_token: str = ""
     s3_access_key: str = ""
     s3_secret_key: str = ""
+
+    @field_validator("host")
+    @classmethod
+    def _local_address(cls, host: str) -> str:
+        """Resolvable and on this machine, or every service would fail to bind it."""
+        try:
+            family, kind, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        except (socket.gaierror, UnicodeError) as error:
+            raise ValueError(f"cannot be resolved: {getattr(error, 'strerror', error)}") from None
+        with socket.socket(family, kind) as probe:
+            try:
+                probe.bind((address[0], 0))
+            except OSError as error:
+                raise ValueError(f"not an address of this machine: {error.strerror}") from None
+        return host
 
     @model_validator(mode="after")
     def _ports_differ(self) -> StackSettings:
@@ -129,14 +156,19 @@ def _anchor(path: Path, root: Path) -> Path:
 
 
 def load_settings(root: Path = REPO_ROOT) -> StackSettings:
-    """Read the settings of the repository at `root`; raise SettingsError on a bad value."""
+    """Read settings from the environment and `.env`; raise SettingsError on a bad value.
+
+    `.env` is checked first, whole: a line python-dotenv cannot parse would otherwise be
+    skipped with a warning and its value silently lost.
+    """
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
+    lines = read_env_file(env_file)
+    sources: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
+    sources = (_sources(env_file, root), {})
     try:
-        sources: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
-        sources = (_sources(env_file, root), {})
         settings = StackSettings(_build_sources=sources)  # type: ignore[call-arg]
     except ValidationError as error:
-        raise SettingsError(_explain(error)) from None
+        raise SettingsError(_explain(error, env_file, lines)) from None
     return settings.resolve_paths(root)
 
 
@@ -162,17 +194,79 @@ def project_choices(pyproject: Path) -> dict[str, Any]:
     return data.get("tool", {}).get("h2ops", {})
 
 
-def _explain(error: ValidationError) -> str:
-    lines = []
+def read_env_file(path: Path) -> dict[str, int]:
+    """The `H2OPS_` variables a `.env` sets, with their line numbers; SettingsError naming the
+    file, the line and what to do for anything that is not one clean NAME=value."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise SettingsError(
+            f"{path}, line {line}: byte {data[error.start : error.start + 1]!r} is not UTF-8: "
+            "save the file as UTF-8 (or remove the character)"
+        ) from None
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in StackSettings.model_fields}
+    found: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        original = binding.original.string
+        # The binding starts where the previous one ended, blank lines included.
+        line = binding.original.line + original[: len(original) - len(original.lstrip())].count(
+            "\n"
+        )
+        shown = original.strip().splitlines()[0][:80] if original.strip() else ""
+        where = f"{path}, line {line}"
+        if binding.error:
+            raise SettingsError(f"{where}: cannot read `{shown}`: {_line_problem(shown)}")
+        if binding.key is None:  # blank lines and comments
+            continue
+        if binding.value is None:
+            raise SettingsError(
+                f"{where}: `{shown}` has no `=`: write {binding.key}=VALUE, or delete the line"
+            )
+        name = binding.key.upper()
+        if not name.startswith(ENV_PREFIX):
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]}?" if close else "see the README's settings table"
+            raise SettingsError(f"{where}: {binding.key} is not a setting: {hint}")
+        if name in found:
+            raise SettingsError(
+                f"{where}: {binding.key} is set again (first on line {found[name]}): keep one"
+            )
+        found[name] = line
+    return found
+
+
+def _line_problem(line: str) -> str:
+    """What is wrong with a line python-dotenv could not parse, and what to do."""
+    _, equals, value = line.partition("=")
+    if not equals:
+        return "it has no `=`: write NAME=VALUE, or start the line with # for a comment"
+    value = value.lstrip()
+    if value[:1] in ("'", '"'):
+        return f"the {value[0]} that opens the value is never closed: close it, or remove it"
+    return "write NAME=VALUE, with quotes around a value that has spaces, quotes or #"
+
+
+def _explain(error: ValidationError, env_file: Path, lines: dict[str, int]) -> str:
+    out = []
     for problem in error.errors():
+        message = str(problem["msg"]).removeprefix("Value error, ")
         if not problem["loc"]:  # a rule across fields: its message names the variables
-            lines.append(str(problem["msg"]).removeprefix("Value error, "))
+            out.append(message)
             continue
         field = str(problem["loc"][0])
         variable = f"{ENV_PREFIX}{field.upper()}"
         hint = hint_for(field)
-        lines.append(f"{variable}={problem['input']!r} is not valid ({problem['msg']}): {hint}")
-    return "\n".join(lines)
+        from_file = variable in lines and variable not in {k.upper() for k in os.environ}
+        where = f"{env_file}, line {lines[variable]}: " if from_file else ""
+        out.append(f"{where}{variable}={problem['input']!r} is not valid ({message}): {hint}")
+    return "\n".join(out)
 
 
 def hint_for(field: str) -> str:
@@ -180,7 +274,7 @@ def hint_for(field: str) -> str:
     cannot disagree with the check)."""
     info = StackSettings.model_fields[field]
     if isinstance(info.json_schema_extra, dict) and "hint" in info.json_schema_extra:
-        return str(info.json_schema_extra["hint"])  # what type and bounds cannot say
+        return str(info.json_schema_extra["hint"])
     if get_origin(info.annotation) is Literal:
         return "use one of " + ", ".join(str(choice) for choice in get_args(info.annotation))
     low = next((rule.ge for rule in info.metadata if isinstance(rule, annotated_types.Ge)), None)
@@ -199,10 +293,12 @@ def hint_for(field: str) -> str:
 def ensure_credentials(settings: StackSettings) -> StackSettings:
     """Generate the missing credentials into `.env` (mode 0600), keeping every existing line."""
     missing = settings.missing_credentials()
+    path = settings.env_file
+    if path.exists() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # written by hand, or by an older version: it holds the secrets
     if not missing:
         return settings
     generated = {name: secrets.token_urlsafe(GENERATED_CREDENTIALS[name]) for name in missing}
-    path = settings.env_file
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text() if path.exists() else ""
     header = (

@@ -29,7 +29,8 @@ SERVER = textwrap.dedent(
     from pathlib import Path
     from services.airflow.preload import ForkServer
 
-    request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}).serve()
+    timeout = {"request_timeout": float(sys.argv[2])} if len(sys.argv) > 2 else {}
+    request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}, **timeout).serve()
     if request is not None:  # the forked component: MESSAGE EXIT_CODE|sleep
         message, action = request.argv
         if action == "sleep":  # before saying it runs: a SIGTERM may follow at once
@@ -48,11 +49,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     assert poll_until(predicate, timeout, 0.05), f"timed out after {timeout} s"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+def serving(tmp_path: Path, *options: str) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """The fork server with the stand-in component; options: its request timeout."""
     path = tmp_path / "preload.sock"
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(path)], cwd=REPO_ROOT, start_new_session=True
+        [sys.executable, "-c", SERVER, str(path), *options], cwd=REPO_ROOT, start_new_session=True
     )
     wait_for(path.exists)
     yield path, process
@@ -60,6 +61,16 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
         process.terminate()
         process.wait(timeout=30)
     assert not path.exists(), "the server removes its socket when it stops"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    yield from serving(tmp_path)
+
+
+@pytest.fixture
+def impatient_server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    yield from serving(tmp_path, "0.5")
 
 
 def client(path: Path, *argv: str, cwd: Path, **env: str) -> subprocess.Popen:
@@ -195,3 +206,41 @@ def test_a_component_dies_with_the_server_even_if_its_client_died_too(
     process.wait(timeout=5)
     wait_for(lambda: gone(pid))
     path.unlink()
+
+
+def still_waiting(connection: socket.socket) -> bool:
+    """The server neither answered nor hung up on this connection."""
+    connection.setblocking(False)
+    try:
+        connection.recv(1)
+    except BlockingIOError:
+        return True
+    return False
+
+
+def test_a_stalled_client_holds_up_no_other(server, tmp_path: Path) -> None:
+    path, _ = server
+    with socket.socket(socket.AF_UNIX) as silent, socket.socket(socket.AF_UNIX) as halfway:
+        silent.connect(str(path))  # connects and sends nothing
+        halfway.connect(str(path))  # sends its stdio and half a request, then nothing
+        socket.send_fds(halfway, [b"\0"], [0, 1, 2])
+        halfway.sendall(b'{"argv": ["never"')
+        run = client(path, "served", "0", cwd=tmp_path)
+        output, _ = run.communicate(timeout=30)
+        assert run.returncode == 0 and output.startswith("served")
+        assert still_waiting(silent) and still_waiting(halfway), "served while they stalled"
+
+
+def test_a_stalled_client_is_dropped_after_the_request_timeout(
+    impatient_server, tmp_path: Path
+) -> None:
+    path, process = impatient_server
+    fds_before = psutil.Process(process.pid).num_fds()
+    with socket.socket(socket.AF_UNIX) as halfway:
+        halfway.connect(str(path))
+        socket.send_fds(halfway, [b"\0"], [0, 1, 2])
+        halfway.settimeout(30)
+        assert halfway.recv(1) == b"", "the server hangs up on it"
+    wait_for(lambda: psutil.Process(process.pid).num_fds() == fds_before)
+    run = client(path, "after", "0", cwd=tmp_path)
+    assert run.wait(timeout=15) == 0

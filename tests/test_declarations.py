@@ -13,7 +13,6 @@ from supervisor.options import ServerOptions
 from services import port_forwarding
 from services.airflow import main, preload
 from services.catalog import declare_services, stack_of
-from services.engine.layout import StateLayout
 from services.engine.records import Service
 from services.engine.stack import StackError
 from services.engine.supervisor import STACK_MARKER, render_config
@@ -145,6 +144,7 @@ def test_supervisord_reads_every_program_as_declared(tmp_path: Path) -> None:
     options = ServerOptions()
     options.configfile = str(config)
     options.process_config(do_usage=False)
+    assert options.umask == 0o077, "what supervisord and its programs create is owner-only"
 
     read = {c.name: c for group in options.process_group_configs for c in group.process_configs}
     assert set(read) == {program.name for program in programs}
@@ -157,11 +157,13 @@ def test_supervisord_reads_every_program_as_declared(tmp_path: Path) -> None:
     assert read["jupyter"].environment["JUPYTER_TOKEN"] == "50%off"
 
 
-def test_long_state_dirs_get_a_short_socket(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 120)
-    layout = StateLayout(deep)
-    assert len(str(layout.supervisor_socket)) <= 100
-    assert StateLayout(Path("/tmp/s")).supervisor_socket == Path("/tmp/s/supervisor.sock")
+@pytest.mark.parametrize(("uid", "allowed"), [(0, True), (1000, False)])
+def test_jupyter_allows_root_only_when_running_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uid: int, allowed: bool
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    command = by_name(make_plan(tmp_path))["jupyter"].programs[0].command
+    assert ("--ServerApp.allow_root=True" in command) is allowed
 
 
 CODESPACES = {

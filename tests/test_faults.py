@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,67 @@ def test_invalid_setting_is_refused_with_variable_and_value(run: StackRun) -> No
     assert result.returncode == 1
     assert "H2OPS_MLFLOW_PORT='abc'" in result.stderr
     assert marked_processes(run) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"H2OPS_HOST=no-such-host.invalid\n", "line 1: H2OPS_HOST='no-such-host.invalid'"),
+        (b"# ok\nH2OPS_S3_BACKEND=rcl\xe9ne\n", "line 2: byte b'\\xe9' is not UTF-8"),
+        (b"\nH2OPS_MLFLOW_PORT 5100\n", "line 2: cannot read `H2OPS_MLFLOW_PORT 5100`"),
+        (b"H2OPS_JUPYTER_TOKEN='abc\n", "line 1: cannot read `H2OPS_JUPYTER_TOKEN='abc`"),
+    ],
+    ids=["unresolvable-host", "not-utf8", "no-equals", "unbalanced-quote"],
+)
+def test_a_bad_env_file_is_refused_before_anything_starts(
+    run: StackRun, content: bytes, problem: str
+) -> None:
+    env_file = run.base / "stack.env"
+    env_file.write_bytes(content)
+    result = run.cli("up", "s3")
+    assert result.returncode == 1
+    assert f"Invalid setting\n{env_file}, {problem}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert marked_processes(run) == []
+    assert not (run.base / "state").exists()
+    assert env_file.read_bytes() == content, "nothing was added to it"
+
+
+def test_a_state_dir_other_users_can_write_is_refused(run: StackRun) -> None:
+    state = run.base / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    result = run.cli("up", "s3")
+    assert result.returncode == 1
+    assert f"{state} can be written by other users (mode 0777)" in result.stderr
+    assert f"chmod go-w {state}" in result.stderr
+    assert marked_processes(run) == []
+    assert list(state.iterdir()) == []
+
+
+def test_up_makes_the_state_and_what_the_programs_write_private(run: StackRun) -> None:
+    state = run.base / "state"
+    (state / "logs").mkdir(parents=True)
+    old = state / "logs" / "from-an-older-version.log"
+    old.write_text("x")
+    for path in (state, state / "logs"):
+        path.chmod(0o755)
+    old.chmod(0o644)
+    run.up("s3")
+    s3(run).put_object(Bucket="data", Key="dir/object.txt", Body=b"private")
+    stored = state / "s3" / "data" / "dir" / "object.txt"
+    modes = {
+        path.name: oct(stat.S_IMODE(path.stat().st_mode))
+        for path in (state, state / "logs", old, state / "logs" / "s3.log", stored.parent, stored)
+    }
+    assert modes == {
+        "state": "0o700",
+        "logs": "0o700",
+        old.name: "0o600",
+        "s3.log": "0o600",
+        "dir": "0o700",
+        "object.txt": "0o600",
+    }
 
 
 def test_unknown_service_name_lists_the_real_ones(run: StackRun) -> None:

@@ -133,3 +133,93 @@ def test_hints_come_from_the_fields_types_and_bounds() -> None:
     assert hint_for("ready_timeout") == "use a number greater than 0"
     assert hint_for("s3_backend") == "use one of " + ", ".join(get_args(S3Backend))
     assert hint_for("airflow_preload") == "use true or false"
+
+
+BAD_ENV_FILES = [
+    pytest.param(
+        b"H2OPS_MLFLOW_PORT=5100\nH2OPS_HOST=no-such-host.invalid\n",
+        "line 2: H2OPS_HOST='no-such-host.invalid' is not valid (cannot be resolved",
+        "use an address of this machine",
+        id="unresolvable-host",
+    ),
+    pytest.param(
+        b"# caf\xc3\xa9 is fine\nH2OPS_MLFLOW_PORT=5100\n\nH2OPS_S3_BACKEND=rcl\xe9ne\n",
+        "line 4: byte b'\\xe9' is not UTF-8",
+        "save the file as UTF-8",
+        id="not-utf8",
+    ),
+    pytest.param(
+        b"H2OPS_MLFLOW_PORT=5100\n\n# a comment\nH2OPS_AIRFLOW_PORT 8100\n",
+        "line 4: cannot read `H2OPS_AIRFLOW_PORT 8100`: it has no `=`",
+        "write NAME=VALUE",
+        id="no-equals",
+    ),
+    pytest.param(
+        b"H2OPS_S3_BACKEND\n",
+        "line 1: `H2OPS_S3_BACKEND` has no `=`",
+        "write H2OPS_S3_BACKEND=VALUE, or delete the line",
+        id="bare-name",
+    ),
+    pytest.param(
+        b"H2OPS_MLFLOW_PORT=5100\nH2OPS_JUPYTER_TOKEN='abc\nH2OPS_AIRFLOW_PORT=8100\n",
+        "line 2: cannot read `H2OPS_JUPYTER_TOKEN='abc`: the ' that opens the value is never",
+        "close it, or remove it",
+        id="unbalanced-quote",
+    ),
+    pytest.param(
+        b"H2OPS_MLFOW_PORT=5100\n",
+        "line 1: H2OPS_MLFOW_PORT is not a setting",
+        "did you mean H2OPS_MLFLOW_PORT?",
+        id="misspelt-name",
+    ),
+    pytest.param(
+        b"H2OPS_S3_PORT=9100\nH2OPS_S3_PORT=9200\n",
+        "line 2: H2OPS_S3_PORT is set again (first on line 1)",
+        "keep one",
+        id="set-twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "problem", "fix"), BAD_ENV_FILES)
+def test_a_bad_env_file_is_refused_naming_file_line_and_fix(
+    clean_env: Path, tmp_path: Path, content: bytes, problem: str, fix: str
+) -> None:
+    clean_env.write_bytes(content)
+    with pytest.raises(SettingsError) as error:
+        load_settings(tmp_path)
+    message = str(error.value)
+    assert f"{clean_env}, {problem}" in message
+    assert fix in message
+
+
+def test_a_good_env_file_with_comments_quotes_and_other_tools_variables_is_read(
+    clean_env: Path, tmp_path: Path
+) -> None:
+    clean_env.write_bytes(
+        "\ufeff# café\n\nexport H2OPS_MLFLOW_PORT=5100  # a comment\n"
+        "H2OPS_JUPYTER_TOKEN='a b#c'\nH2OPS_AIRFLOW_PASSWORD=\"two\nlines\"\n"
+        "OTHER_TOOL=anything\n".encode()
+    )
+    settings = load_settings(tmp_path)
+    assert settings.mlflow_port == 5100
+    assert settings.jupyter_token == "a b#c"
+    assert settings.airflow_password == "two\nlines"
+
+
+def test_a_bad_value_from_the_environment_names_no_line(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean_env.write_text("H2OPS_HOST=127.0.0.1\n")
+    monkeypatch.setenv("H2OPS_HOST", "192.0.2.1")  # TEST-NET: never this machine's
+    with pytest.raises(SettingsError) as error:
+        load_settings(tmp_path)
+    assert str(error.value).startswith("H2OPS_HOST='192.0.2.1' is not valid (not an address")
+
+
+def test_an_env_file_open_to_others_is_made_private(clean_env: Path, tmp_path: Path) -> None:
+    clean_env.write_text("# mine\n")
+    ensure_credentials(load_settings(tmp_path))
+    clean_env.chmod(0o644)
+    ensure_credentials(load_settings(tmp_path))  # nothing missing: only the mode changes
+    assert stat.S_IMODE(clean_env.stat().st_mode) == 0o600

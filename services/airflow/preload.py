@@ -60,7 +60,8 @@ KILL_AFTER = 10.0  # seconds a component gets after SIGTERM before SIGKILL, when
 # Seconds the server, when stopped, leaves components to their clients (supervisord gives each
 # 15 s): a second SIGTERM would cut short the scheduler's wait for running tasks.
 STOP_GRACE = 15.0
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # seconds a connection may take to send its request, each on its own
+MAX_REQUEST = 1 << 20  # bytes: a request is argv, cwd and the environment
 
 
 class PreloadError(RuntimeError):
@@ -78,6 +79,23 @@ class Component:
     connection: socket.socket | None
     kill_at: float | None = None  # when to SIGKILL, once it was asked to stop
     killed: bool = False
+
+
+@dataclass
+class Pending:
+    """A connection whose request is still arriving; read as it comes, so a slow or silent
+    client holds up nobody else, and dropped at `deadline`."""
+
+    connection: socket.socket
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+        self.connection.close()
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,9 @@ class ForkServer:
     path: Path
     imported_env: dict[str, str] = field(default_factory=dict)
     selector: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
+    request_timeout: float = REQUEST_TIMEOUT
     components: dict[int, Component] = field(default_factory=dict)
+    pending: list[Pending] = field(default_factory=list)
     leftovers: dict[int, float] = field(default_factory=dict)  # group of a dead component: kill at
     stopping_since: float | None = None
     server_pid: int = field(default_factory=os.getpid)
@@ -144,11 +164,13 @@ class ForkServer:
         try:
             while not (self.stopping_since is not None and not self.components):
                 for key, _ in self.selector.select(self._next_timeout()):
-                    if key.data == "accept":
-                        request = self._accept(listener)
+                    if isinstance(key.data, Pending):
+                        request = self._receive(key.data)
                         if request is not None:  # this is the forked child
                             self._become_child(request, listener, wakeup_read, wakeup_write)
                             return request
+                    elif key.data == "accept":
+                        self._accept(listener)
                     elif key.data == "wakeup":
                         wakeup_read.recv(4096)
                     else:
@@ -158,6 +180,8 @@ class ForkServer:
         finally:
             if os.getpid() == self.server_pid:
                 self.path.unlink(missing_ok=True)
+                for pending in self.pending:
+                    pending.close()
                 for group in self.leftovers:
                     signal_group(group, signal.SIGKILL)
         return None
@@ -178,36 +202,73 @@ class ForkServer:
             c.kill_at for c in self.components.values() if c.kill_at is not None and not c.killed
         ]
         deadlines += self.leftovers.values()
+        deadlines += [pending.deadline for pending in self.pending]
         if self.stopping_since is not None and not self._grace_over():
             deadlines.append(self.stopping_since + STOP_GRACE)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _accept(self, listener: socket.socket) -> Request | None:
-        """Read one request and fork for it; the request (in the child) or None (here).
-
-        It blocks the loop for at most REQUEST_TIMEOUT: clients are local and send at once.
-        """
+    def _accept(self, listener: socket.socket) -> None:
+        """Take a connection; its request is read as it arrives (see _receive), never here."""
         try:
             connection, _ = listener.accept()
         except OSError as error:
             _log(f"could not accept a request: {error}")
-            return None
-        fds: list[int] = []
+            return
+        connection.setblocking(False)
+        pending = Pending(connection, time.monotonic() + self.request_timeout)
+        self.pending.append(pending)
+        self.selector.register(connection, selectors.EVENT_READ, pending)
+
+    def _receive(self, pending: Pending) -> Request | None:
+        """Read what arrived; once the request is whole, fork for it.
+
+        Returns the request in the forked child, None here.
+        """
         try:
-            connection.settimeout(REQUEST_TIMEOUT)
-            _, fds, _, _ = socket.recv_fds(connection, 1, len(STDIO))
-            with connection.makefile("rb") as reader:
-                request = Request.parse(reader.readline(), fds)
+            data, fds, _, _ = socket.recv_fds(pending.connection, 65536, len(STDIO))
+        except BlockingIOError:
+            return None
+        except OSError as error:
+            self._drop(pending, str(error))
+            return None
+        pending.fds += fds
+        pending.data += data
+        if not data:
+            self._drop(pending, "the client hung up before its request was complete")
+            return None
+        if len(pending.data) > MAX_REQUEST:
+            self._drop(pending, f"longer than {MAX_REQUEST} bytes")
+            return None
+        if b"\n" not in pending.data:
+            return None
+        self._forget(pending)
+        # The client sends one byte carrying its stdio, then the request as one JSON line.
+        try:
+            if pending.data[:1] != b"\0":
+                raise PreloadError("the request does not start with its file descriptors")
+            line = bytes(pending.data[1:]).split(b"\n", 1)[0]
+            request = Request.parse(line, pending.fds)
             if self.stopping_since is not None:
                 raise PreloadError("stopping")
-        except (OSError, ValueError, PreloadError) as error:
+        except (ValueError, PreloadError) as error:
             _log(f"refused a request: {error}")
-            for fd in fds:
-                os.close(fd)
-            connection.close()
+            pending.close()
             return None
+        return self._fork(pending.connection, request)
+
+    def _forget(self, pending: Pending) -> None:
+        self.selector.unregister(pending.connection)
+        self.pending.remove(pending)
+
+    def _drop(self, pending: Pending, reason: str) -> None:
+        _log(f"refused a request: {reason}")
+        self._forget(pending)
+        pending.close()
+
+    def _fork(self, connection: socket.socket, request: Request) -> Request | None:
+        """Fork a component for the request: the request (in the child) or None (here)."""
         sys.stdout.flush()
         sys.stderr.flush()
         # Signals wait until the child leads its own group with default handlers: a SIGTERM
@@ -220,10 +281,10 @@ class ForkServer:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also from here, so the group exists before the client hears
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
-        for fd in fds:
+        for fd in request.fds:
             os.close(fd)
         _log(f"airflow {' '.join(request.argv)} is pid {pid}")
-        connection.settimeout(None)
+        connection.setblocking(True)
         self.components[pid] = Component(pid, connection)
         self.selector.register(connection, selectors.EVENT_READ, pid)
         try:
@@ -244,6 +305,8 @@ class ForkServer:
         for component in self.components.values():
             if component.connection is not None:
                 component.connection.close()
+        for pending in self.pending:  # other clients' connections and stdio
+            pending.close()
         self.selector.close()
         for sock in sockets:
             sock.close()
@@ -301,6 +364,8 @@ class ForkServer:
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
+        for pending in [p for p in self.pending if now >= p.deadline]:
+            self._drop(pending, f"no complete request within {self.request_timeout:.0f} s")
         if self._grace_over():
             for component in self.components.values():
                 self._terminate(component)

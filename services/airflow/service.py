@@ -56,6 +56,9 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         # A handful of DAG files needs one parser, not two.
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Task logs are chmodded to these whatever the umask (Airflow's defaults: 0o775, 0o664).
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
         # that lets `down` find processes a killed supervisord left.

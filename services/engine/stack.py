@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from services.engine.layout import StateLayout, tail
+from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
 from services.engine.processes import poll_until
 from services.engine.records import Declared, Health, Service, SwitchedOff
@@ -135,8 +135,14 @@ class Stack:
 
         Services already running are left alone. Taken ports are refused before anything
         starts. If one service fails, the ones this call started are stopped again.
+        Everything it and the programs create is owner-only; a state dir open to other users
+        is refused.
         """
-        report = report or (lambda _name, _event: None)
+        with owner_only_umask():
+            self.layout.make_private()
+            return self._up(names, report or (lambda _name, _event: None))
+
+    def _up(self, names: Iterable[str], report: Report) -> dict[str, str]:
         self.supervisor.clean_stale()
         services = self.select(names)
         states = self.supervisor.states()
@@ -332,6 +338,9 @@ class Stack:
         if root in {Path("/"), Path.home().resolve(), home} or root in home.parents:
             raise StackError(f"refusing to delete {root}: H2OPS_STATE_DIR must be its own folder")
         self.down()
+        sockets = self.layout.recorded_socket_dir()
+        if sockets is not None:  # the private socket dir a long state path needed
+            shutil.rmtree(sockets, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
         return root
 

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
-from services.engine.layout import StateLayout
+from services.engine.layout import StateLayout, write_private
 from services.engine.processes import poll_until, stop_groups
 from services.engine.records import Program
 from services.engine.status import ProgramState, ProgramStatus
@@ -78,6 +78,9 @@ def render_config(
         f"directory={_quote(str(layout.root))}",
         "identifier=h2ops",
         "nodaemon=false",
+        # Everything the daemon and its programs create is its user's alone: databases, logs,
+        # objects, runtime files that hold tokens.
+        "umask=077",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
@@ -164,8 +167,7 @@ class Supervisor:
         path = self.layout.supervisor_config
         changed = not path.exists() or path.read_text() != config
         if changed:
-            path.write_text(config)
-            path.chmod(0o600)  # it holds the credentials given to the programs
+            write_private(path, config)  # it holds the credentials given to the programs
         if self.is_running():
             if changed:
                 self._reload()

@@ -26,10 +26,10 @@ def declare(plan: StackPlan) -> Service:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root / 'project'}",
-        # Root is refused by default; CI and dev containers run as root.
-        "--ServerApp.allow_root=True",
         f"--ServerApp.local_hostnames={jupyter_local_hostnames(port, os.environ)!r}",
     ]
+    if os.geteuid() == 0:  # refused by default; CI and dev containers run as root
+        command.append("--ServerApp.allow_root=True")
     if origins := allowed_origins(port, os.environ):
         command.append(f"--ServerApp.allow_origin={origins[0]}")
     return Service(
