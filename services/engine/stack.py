@@ -1,10 +1,10 @@
 """Start, wait for, inspect and stop the stack: written once, for any declared service.
 
-`up` is one loop over every service it brings up, honcho-style: each round it starts what has
-its requirements ready, asks each starting service's own health probe, and moves each service
-one step through waiting -> preparing -> starting -> ready. No thread per service and no
-shared flags: the loop alone decides. A long one-shot `prepare` (a database migration) runs in
-a worker the loop polls, so the other services keep starting meanwhile.
+`up` is one loop over every service it brings up: each round starts what has its requirements
+ready, asks each starting service's own health probe, and moves each service one step through
+waiting -> preparing -> starting -> ready. No thread per service and no shared flags: the loop
+alone decides. A long one-shot `prepare` (a database migration) runs in a worker the loop
+polls, so the other services keep starting meanwhile.
 """
 
 from __future__ import annotations
@@ -155,111 +155,23 @@ class Stack:
         environment = self.program_environment
         self.supervisor.apply(render_config(self.layout, every_program, environment), environment)
 
-        outcome: dict[str, str] = {}
         try:
             with (
                 ThreadPoolExecutor(thread_name_prefix="prepare") as workers,
                 httpx.Client(timeout=PROBE_TIMEOUT) as client,
             ):
-
-                def round_done() -> bool:
-                    return self._round(bringing, workers, client, report, outcome)
-
+                bringup = Bringup(self, bringing, workers, client, report)
                 # Each service has its own deadline, from when it may start (checked in the
                 # round); this one only backs them up: a chain, each waiting for the last.
                 backstop = (self.ready_timeout + 2 * POLL_SECONDS) * max(1, len(bringing))
-                if not poll_until(round_done, backstop, POLL_SECONDS):
+                if not poll_until(bringup.round, backstop, POLL_SECONDS):
                     raise StackError(f"up did not finish within {backstop:.0f} s")
         except StackError:
             self.supervisor.stop(p.name for s in to_start for p in s.programs)
             raise
-        return outcome
+        return bringup.outcome
 
-    def _round(
-        self,
-        bringing: list[Bringing],
-        workers: ThreadPoolExecutor,
-        client: httpx.Client,
-        report: Report,
-        outcome: dict[str, str],
-    ) -> bool:
-        """One pass of the loop: move every service as far as it can go now; True when all are
-        ready."""
-        states = self.supervisor.states()
-        for item in bringing:
-            try:
-                self._advance(item, bringing, workers, client, states, report, outcome)
-            except StackError:
-                raise
-            except Exception as error:  # a prepare step or a client call: report, do not hang
-                raise self._failure(item.service, f"{type(error).__name__}: {error}") from None
-        return all(item.phase is Phase.READY for item in bringing)
-
-    def _advance(
-        self,
-        item: Bringing,
-        bringing: list[Bringing],
-        workers: ThreadPoolExecutor,
-        client: httpx.Client,
-        states: dict[str, ProgramStatus],
-        report: Report,
-        outcome: dict[str, str],
-    ) -> None:
-        service = item.service
-        if item.phase is Phase.WAITING:
-            ready = {b.service.name for b in bringing if b.phase is Phase.READY}
-            if not all(required in ready for required in service.requires):
-                return
-            if item.running:
-                item.phase = Phase.READY
-                outcome[service.name] = "already running"
-                report(service.name, "already running")
-                return
-            item.started = time.monotonic()
-            if service.prepare is not None:
-                report(service.name, "preparing")
-                item.preparing = workers.submit(service.prepare)
-            item.phase = Phase.PREPARING
-        if item.phase is Phase.PREPARING:
-            if item.preparing is not None:
-                if not item.preparing.done():
-                    self._check_deadline(item, "still preparing")
-                    return
-                item.preparing.result()  # raises what prepare raised
-            for program in service.programs:
-                self.supervisor.start(program.name)
-            report(service.name, "starting")
-            item.phase = Phase.STARTING
-            return  # asked on the next round, once the programs had a moment
-        if item.phase is Phase.STARTING:
-            for program in service.programs:
-                status = states.get(program.name)
-                if status is not None and status.state.gave_up:
-                    raise self._failure(
-                        service,
-                        f"{program.name} is {status.state.value} ({status.description})",
-                        program.name,
-                    )
-            item.health = service.probe(client)
-            if item.health.healthy:
-                if service.after_ready is not None:
-                    service.after_ready()
-                item.phase = Phase.READY
-                outcome[service.name] = "started"
-                report(service.name, f"ready in {time.monotonic() - item.started:.1f} s")
-                return
-            self._check_deadline(item, item.health.detail)
-            report(service.name, item.health.detail or "starting")
-
-    def _check_deadline(self, item: Bringing, detail: str) -> None:
-        """Each service gets `ready_timeout` seconds from its start, its `prepare` included."""
-        if time.monotonic() >= item.started + self.ready_timeout:
-            raise self._failure(
-                item.service,
-                f"not healthy after {self.ready_timeout:.0f} s (H2OPS_READY_TIMEOUT): {detail}",
-            )
-
-    def _failure(self, service: Service, reason: str, program: str | None = None) -> ServiceFailed:
+    def failure(self, service: Service, reason: str, program: str | None = None) -> ServiceFailed:
         """The failure, with the log of the program that failed (else the service's first)."""
         log = self.layout.log_file(program or service.programs[0].name)
         return ServiceFailed(service.name, reason, log, tail(log, 20))
@@ -343,6 +255,86 @@ class Stack:
             shutil.rmtree(sockets, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
         return root
+
+
+@dataclass
+class Bringup:
+    """One `up`: the services on their way, and the loop's single step (`round`)."""
+
+    stack: Stack
+    items: list[Bringing]
+    workers: ThreadPoolExecutor
+    client: httpx.Client
+    report: Report
+    outcome: dict[str, str] = field(default_factory=dict)
+
+    def round(self) -> bool:
+        """Move every service as far as it can go now; True when all are ready."""
+        states = self.stack.supervisor.states()
+        for item in self.items:
+            try:
+                self.advance(item, states)
+            except StackError:
+                raise
+            except Exception as error:  # a prepare step or a client call: report, do not hang
+                raise self.stack.failure(item.service, f"{type(error).__name__}: {error}") from None
+        return all(item.phase is Phase.READY for item in self.items)
+
+    def advance(self, item: Bringing, states: dict[str, ProgramStatus]) -> None:
+        service, report = item.service, self.report
+        if item.phase is Phase.WAITING:
+            ready = {other.service.name for other in self.items if other.phase is Phase.READY}
+            if not all(required in ready for required in service.requires):
+                return
+            if item.running:
+                item.phase = Phase.READY
+                self.outcome[service.name] = "already running"
+                report(service.name, "already running")
+                return
+            item.started = time.monotonic()
+            if service.prepare is not None:
+                report(service.name, "preparing")
+                item.preparing = self.workers.submit(service.prepare)
+            item.phase = Phase.PREPARING
+        if item.phase is Phase.PREPARING:
+            if item.preparing is not None:
+                if not item.preparing.done():
+                    self.check_deadline(item, "still preparing")
+                    return
+                item.preparing.result()  # raises what prepare raised
+            for program in service.programs:
+                self.stack.supervisor.start(program.name)
+            report(service.name, "starting")
+            item.phase = Phase.STARTING
+            return  # asked on the next round, once the programs had a moment
+        if item.phase is Phase.STARTING:
+            for program in service.programs:
+                status = states.get(program.name)
+                if status is not None and status.state.gave_up:
+                    raise self.stack.failure(
+                        service,
+                        f"{program.name} is {status.state.value} ({status.description})",
+                        program.name,
+                    )
+            item.health = service.probe(self.client)
+            if item.health.healthy:
+                if service.after_ready is not None:
+                    service.after_ready()
+                item.phase = Phase.READY
+                self.outcome[service.name] = "started"
+                report(service.name, f"ready in {time.monotonic() - item.started:.1f} s")
+                return
+            self.check_deadline(item, item.health.detail)
+            report(service.name, item.health.detail or "starting")
+
+    def check_deadline(self, item: Bringing, detail: str) -> None:
+        """Each service gets `ready_timeout` seconds from its start, its `prepare` included."""
+        timeout = self.stack.ready_timeout
+        if time.monotonic() >= item.started + timeout:
+            raise self.stack.failure(
+                item.service,
+                f"not healthy after {timeout:.0f} s (H2OPS_READY_TIMEOUT): {detail}",
+            )
 
 
 def _all_running(service: Service, states: dict[str, ProgramStatus]) -> bool:
