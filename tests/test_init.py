@@ -216,7 +216,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "package", ["json", "airflow", "mlflow", "1abc", "class", "Lake", "services"]
+    "package", ["json", "airflow", "mlflow", "1abc", "class", "Lake", "services", "devtools"]
 )
 def test_bad_package_names_are_refused_by_name(
     pristine: Path, package: str, capsys: pytest.CaptureFixture[str]
