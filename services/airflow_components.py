@@ -20,6 +20,7 @@ from services.settings import REPO_ROOT, StackSettings
 from services.urls import service_url
 
 COMPONENTS = ("scheduler", "triggerer", "dag_processor")
+PLUGINS_FOLDER = Path(__file__).with_name("airflow_plugins")
 MIGRATE_TIMEOUT = 300
 
 
@@ -41,6 +42,8 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # The stack's own plugin (one writing API request at a time; see its docstring).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
         "AIRFLOW__API__SECRET_KEY": settings.airflow_jwt_secret,
         "AIRFLOW__API__BASE_URL": url,
@@ -50,6 +53,10 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         # A handful of DAG files needs one parser, not two.
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # A scheduler that died without a word (SIGKILL, OOM) leaves its tasks "running": the
+        # next scheduler gives them another try once it checks, 30 s after the dead one's last
+        # heartbeat at the earliest; Airflow checks every 5 minutes by default.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
