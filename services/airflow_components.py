@@ -59,6 +59,10 @@ def airflow_environment(settings: StackSettings, root: Path = REPO_ROOT) -> dict
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        # MLflow gives its loggers a handler of its own, on stderr, which a task's log shows as
+        # ERROR lines whatever their level; without it they reach Airflow's task log through
+        # Python logging, INFO as info and WARNING as warning.
+        "MLFLOW_CONFIGURE_LOGGING": "false",
         # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
         # that lets `down` find processes a killed supervisord left.
         "SPT_NOENV": "1",
