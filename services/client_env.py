@@ -11,9 +11,14 @@ from services.s3_store import resolve_backend
 from services.settings import StackSettings
 from services.urls import service_url
 
+# Clients of the stack report nothing home either: MLflow's client (in tasks, kernels and a shell
+# with `h2ops env`) would send usage telemetry; DO_NOT_TRACK is honoured by MLflow, dag-factory
+# and others.
+NO_TELEMETRY = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
 
 def client_environment(settings: StackSettings) -> dict[str, str]:
-    env = {"MLFLOW_TRACKING_URI": service_url(settings, settings.mlflow_port)}
+    env = {"MLFLOW_TRACKING_URI": service_url(settings, settings.mlflow_port), **NO_TELEMETRY}
     backend, _ = resolve_backend(settings)
     if backend == "none":
         data_dir = StateLayout.of(settings).service_dir("data")

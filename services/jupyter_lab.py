@@ -11,6 +11,9 @@ from services.service import Program, Service, http_ok
 from services.settings import REPO_ROOT, StackSettings
 from services.urls import service_url
 
+# overrides.json: JupyterLab's defaults for its settings, as an administrator sets them.
+SETTINGS_OVERRIDES = Path(__file__).with_name("jupyterlab_settings")
+
 
 def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
     home = StateLayout.of(settings).service_dir("jupyter")
@@ -25,6 +28,11 @@ def declare(settings: StackSettings, root: Path = REPO_ROOT) -> Service:
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root / 'project'}",
         f"--ServerApp.local_hostnames={jupyter_local_hostnames(port, os.environ)!r}",
+        # No news and no update checks: the settings default to "Never" (so JupyterLab does not
+        # ask about news), and the server has no news feed and does not ask PyPI for updates.
+        f"--LabApp.app_settings_dir={SETTINGS_OVERRIDES}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if os.geteuid() == 0:  # refused by default; CI and dev containers run as root
         command.append("--ServerApp.allow_root=True")

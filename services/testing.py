@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.harness import StackRun, free_ports
@@ -22,6 +23,7 @@ __all__ = [
     "StackRun",
     "free_ports",
     "nox_sessions",
+    "running",
     "stack",
     "stack_without_object_store",
 ]
@@ -70,8 +72,29 @@ class RunningStack:
             **report["credentials"],
         )
 
+    def airflow_api(self, timeout: float = 30) -> httpx.Client:
+        """A client of Airflow's REST API (`/api/v2`), with a token from `/auth/token`."""
+        response = httpx.post(
+            f"{self.airflow_url}/auth/token",
+            json={"username": self.airflow_username, "password": self.airflow_password},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        return httpx.Client(
+            base_url=f"{self.airflow_url}/api/v2",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
 
-def _running(run: StackRun) -> Iterator[RunningStack]:
+    def programs(self, service: str) -> dict[str, dict]:
+        """The supervisord programs of one service, by name: state and pid, from `status`."""
+        report = next(s for s in self.run.status()["services"] if s["name"] == service)
+        return {program["name"]: program for program in report["programs"]}
+
+
+def running(run: StackRun) -> Iterator[RunningStack]:
+    """Bring `run` up, yield it, and stop it whatever happens: for a stack of a test's own."""
     try:
         run.up()
         yield RunningStack.from_status(run, run.status())
@@ -82,11 +105,11 @@ def _running(run: StackRun) -> Iterator[RunningStack]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The whole stack, up once for the test session, stopped after."""
-    yield from _running(StackRun(tmp_path_factory.mktemp("stack")))
+    yield from running(StackRun(tmp_path_factory.mktemp("stack")))
 
 
 @pytest.fixture(scope="session")
 def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
     run = StackRun(tmp_path_factory.mktemp("stack-none"), extra_env={"H2OPS_S3_BACKEND": "none"})
-    yield from _running(run)
+    yield from running(run)
