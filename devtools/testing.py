@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.harness import StackRun, free_ports
 from services.engine.processes import poll_until
+from services.engine.status import ProgramStatus
 from services.plan import StatusReport
 from services.s3.service import s3_client
 
@@ -28,6 +30,7 @@ __all__ = [
     "free_ports",
     "nox_sessions",
     "poll_until",
+    "running",
     "s3_client",
     "stack",
     "stack_without_object_store",
@@ -77,8 +80,28 @@ class RunningStack:
             **report.credentials,
         )
 
+    def airflow_api(self, timeout: float = 30) -> httpx.Client:
+        """A client of Airflow's REST API (`/api/v2`), with a token from `/auth/token`."""
+        response = httpx.post(
+            f"{self.airflow_url}/auth/token",
+            json={"username": self.airflow_username, "password": self.airflow_password},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        return httpx.Client(
+            base_url=f"{self.airflow_url}/api/v2",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
 
-def _running(run: StackRun) -> Iterator[RunningStack]:
+    def programs(self, service: str) -> dict[str, ProgramStatus]:
+        """The supervisord programs of one service, by name: state and pid, from `status`."""
+        return {program.name: program for program in self.run.status().service(service).programs}
+
+
+def running(run: StackRun) -> Iterator[RunningStack]:
+    """Bring `run` up, yield it, and stop it whatever happens: for a stack of a test's own."""
     try:
         run.up()
         yield RunningStack.from_status(run, run.status())
@@ -89,11 +112,11 @@ def _running(run: StackRun) -> Iterator[RunningStack]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The whole stack, up once for the test session, stopped after."""
-    yield from _running(StackRun(tmp_path_factory.mktemp("stack")))
+    yield from running(StackRun(tmp_path_factory.mktemp("stack")))
 
 
 @pytest.fixture(scope="session")
 def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
     run = StackRun(tmp_path_factory.mktemp("stack-none"), extra_env={"H2OPS_S3_BACKEND": "none"})
-    yield from _running(run)
+    yield from running(run)

@@ -21,6 +21,10 @@ from services.settings import REPO_ROOT, StackSettings, ensure_credentials
 
 # A client on this machine reaches a service bound to every address on loopback.
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+# Clients of the stack report nothing home either: MLflow's client (in tasks, kernels and a shell
+# with `h2ops env`) would send usage telemetry; DO_NOT_TRACK is honoured by MLflow, dag-factory
+# and others.
+NO_TELEMETRY = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def resolve_backend(settings: StackSettings) -> tuple[str, str]:
@@ -68,7 +72,7 @@ class StackPlan:
         """What a user's code needs to reach the stack; every program, Airflow task and
         notebook kernel gets it, so `boto3.client("s3")`, `mlflow.start_run()` and the
         project's data I/O work with no configuration."""
-        env = {"MLFLOW_TRACKING_URI": self.url(self.settings.mlflow_port)}
+        env = {"MLFLOW_TRACKING_URI": self.url(self.settings.mlflow_port), **NO_TELEMETRY}
         if not self.object_store:
             env["H2OPS_DATA_URL"] = self.layout.service_dir("data").as_uri()
             return env
@@ -84,17 +88,10 @@ class StackPlan:
         return env
 
     def program_environment(self) -> dict[str, str]:
-        """What every program gets: the client environment, the locked environment's
-        programs first on PATH, unbuffered output for the logs, and no telemetry."""
+        """What every program gets: the client environment (telemetry off included), the
+        locked environment's programs first on PATH, and unbuffered output for the logs."""
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        return {
-            **self.client_environment(),
-            "PATH": path,
-            "PYTHONUNBUFFERED": "1",
-            # A local stack reports nothing home (MLflow, dag-factory and others honour this).
-            "DO_NOT_TRACK": "true",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-        }
+        return {**self.client_environment(), "PATH": path, "PYTHONUNBUFFERED": "1"}
 
     def report(self, status: StackStatus) -> StatusReport:
         return StatusReport(

@@ -133,6 +133,7 @@ def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
     assert env["AWS_ENDPOINT_URL_S3"] == env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19000"
     assert env["AWS_SECRET_ACCESS_KEY"] == "secret"
+    assert env["DO_NOT_TRACK"] == env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 
 def test_supervisord_reads_every_program_as_declared(tmp_path: Path) -> None:

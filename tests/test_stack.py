@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ from botocore.exceptions import ClientError
 from devtools.testing import RunningStack, poll_until, s3_client
 from services.airflow.preload import program_of
 from services.engine.status import ServiceStatus
+from services.mlflow.app import UI_DEFAULTS
 
 pytestmark = pytest.mark.stack
 WAIT_SECONDS = 90
@@ -135,6 +138,44 @@ def test_foreign_host_header_is_refused_locally(stack: RunningStack) -> None:
         headers={**headers, "Authorization": f"token {stack.jupyter_token}"},
     )
     assert jupyter.status_code == 403
+
+
+def test_mlflow_ui_opens_on_model_training_with_telemetry_off(stack: RunningStack) -> None:
+    """The UI keeps these choices in the browser; the page sets them before the UI reads them,
+    and the UI bundle must still read exactly these keys (`<key>_v<version>`)."""
+    page = httpx.get(f"{stack.mlflow_url}/", timeout=30)
+    assert page.status_code == 200
+    defaults = re.search(r"Object\.entries\((\{.*?\})\)", page.text)
+    assert defaults, page.text[:500]
+    assert json.loads(defaults.group(1)) == UI_DEFAULTS
+    bundle_path = re.search(r'src="(static-files/static/js/main\.[0-9a-f]+\.js)"', page.text)
+    assert bundle_path, page.text[:500]
+    bundle = httpx.get(f"{stack.mlflow_url}/{bundle_path.group(1)}", timeout=60).text
+    assert 'key:"mlflow.workflowType",version:1' in bundle
+    assert '"mlflow.settings.telemetry.enabled"' in bundle
+    assert '"mlflow.telemetry.info.alert.dismissed"' in bundle
+    assert '"machine_learning"' in bundle
+    telemetry = httpx.get(f"{stack.mlflow_url}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30)
+    assert telemetry.json()["disable_ui_telemetry"] is True
+
+
+def test_jupyterlab_neither_asks_about_news_nor_checks_for_updates(stack: RunningStack) -> None:
+    """JupyterLab asks about news while its `fetchNews` setting is "none" (its default)."""
+    headers = {"Authorization": f"token {stack.jupyter_token}"}
+    settings = httpx.get(
+        f"{stack.jupyter_url}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+        headers=headers,
+        timeout=30,
+    ).json()
+    defaults = {name: spec["default"] for name, spec in settings["schema"]["properties"].items()}
+    assert defaults["fetchNews"] == "false"
+    assert defaults["checkForUpdates"] is False
+    page = httpx.get(f"{stack.jupyter_url}/lab", headers=headers, timeout=30).text
+    config = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S
+    )
+    assert config, page[:500]
+    assert json.loads(config.group(1))["news"] == {"disabled": True}, "no news feed"
 
 
 def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) -> None:

@@ -6,6 +6,7 @@ and writes masks and water-area statistics under predictions/<batch>/ in the dat
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, dag, get_current_context, task
@@ -14,12 +15,16 @@ from water_mapping import workflow_steps
 from water_mapping.model.registry import CHAMPION_MODEL_URI
 
 CHAMPION_MODEL = Asset(CHAMPION_MODEL_URI)
+# A task stopped from outside (its scheduler killed or restarted) runs again 5 s later, so the
+# run still succeeds; each step can simply run again.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
 @dag(
     dag_id="example_inference",
     schedule=[CHAMPION_MODEL],
     catchup=False,
+    default_args=RETRIES,
     tags=["example", "inference"],
     doc_md=__doc__,
 )

@@ -7,6 +7,7 @@ Tiles and features go to the data store ($H2OPS_DATA_URL), runs and the model to
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, dag, task
@@ -15,12 +16,16 @@ from water_mapping import workflow_steps
 from water_mapping.model.registry import CHAMPION_MODEL_URI
 
 CHAMPION_MODEL = Asset(CHAMPION_MODEL_URI)
+# A task stopped from outside (its scheduler killed or restarted) runs again 5 s later, so the
+# run still succeeds; each step can simply run again.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
 @dag(
     dag_id="example_training",
     schedule=None,
     catchup=False,
+    default_args=RETRIES,
     tags=["example", "training"],
     doc_md=__doc__,
 )

@@ -183,6 +183,35 @@ def test_task_logs_are_readable_through_the_api(
     assert not any("Could not read served logs" in line for line in lines), lines[:20]
 
 
+def test_task_logs_keep_the_levels_of_mlflows_lines(
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
+) -> None:
+    """MLflow logs INFO and WARNING lines, and prints some; none may show as an error in a run
+    that succeeded (Airflow marks everything a task writes to stderr as an error)."""
+    airflow = AirflowApi(
+        any_stack.airflow_url, any_stack.airflow_username, any_stack.airflow_password
+    )
+    entries = []
+    for name, dag_id in (("training", TRAINING_DAG), ("inference", INFERENCE_DAG)):
+        run_id = pipeline_runs[name]["dag_run_id"]
+        base = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        for task in airflow._json("GET", base)["task_instances"]:
+            log = airflow._json(
+                "GET",
+                f"{base}/{task['task_id']}/logs/{task['try_number']}",
+                headers={"Accept": "application/json"},
+            )
+            entries += [item for item in log["content"] if isinstance(item, dict)]
+    errors = [item for item in entries if item.get("level") == "error"]
+    assert not errors, errors[:10]
+    mlflow_levels = {item.get("level") for item in entries if _from_mlflow(item)}
+    assert "info" in mlflow_levels, "MLflow's INFO lines reach the task log as info"
+
+
+def _from_mlflow(item: dict[str, Any]) -> bool:
+    return str(item.get("logger", "")).startswith("mlflow.")
+
+
 def test_registry_has_a_champion_from_the_training_run(
     pipeline_runs: dict[str, dict[str, Any]], any_stack: Any
 ) -> None:

@@ -6,6 +6,7 @@ It has a module of its own so that a project without YAML DAGs drops this one fi
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,24 @@ def test_yaml_dag_updates_the_asset_that_schedules_inference(dag_bag: Any) -> No
 
 def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
     assert "dagfactory" not in dag_bag.dags[YAML_DAG_ID].tags
+
+
+def test_a_misspelt_dag_level_key_fails_the_file_naming_the_key(
+    airflow_db: Path, tmp_path: Path
+) -> None:
+    """dag-factory itself drops unknown keys; the loader must refuse them instead."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    for path in DAGS_FOLDER.glob(f"{YAML_DAG_ID}.*"):
+        shutil.copy(path, tmp_path / path.name)
+    config = tmp_path / f"{YAML_DAG_ID}.yaml"
+    config.write_text(config.read_text().replace("\n  catchup: false", "\n  catchupp: false"))
+
+    bag = DagBag(dag_folder=str(tmp_path))
+
+    errors = " ".join(bag.import_errors.values())
+    assert "unknown key 'catchupp'; did you mean 'catchup'?" in errors, bag.import_errors
+    assert YAML_DAG_ID not in bag.dag_ids
 
 
 def test_training_defined_in_yaml_trains_and_promotes_a_new_champion(

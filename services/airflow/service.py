@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from services.plan import StackPlan
 
 COMPONENTS = ("scheduler", "triggerer", "dag_processor")
+PLUGINS_FOLDER = Path(__file__).with_name("plugins")
 MIGRATE_TIMEOUT = 300
 
 
@@ -46,6 +47,8 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # The stack's own plugin (one writing API request at a time; see its docstring).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
         "AIRFLOW__API__SECRET_KEY": settings.airflow_jwt_secret,
         "AIRFLOW__API__BASE_URL": url,
@@ -55,11 +58,19 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         # A handful of DAG files needs one parser, not two.
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # A scheduler that died without a word (SIGKILL, OOM) leaves its tasks "running": the
+        # next scheduler gives them another try once it checks, 30 s after the dead one's last
+        # heartbeat at the earliest; Airflow checks every 5 minutes by default.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # Task logs are chmodded to these whatever the umask (Airflow's defaults: 0o775, 0o664).
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        # MLflow gives its loggers a handler of its own, on stderr, which a task's log shows as
+        # ERROR lines whatever their level; without it they reach Airflow's task log through
+        # Python logging, INFO as info and WARNING as warning.
+        "MLFLOW_CONFIGURE_LOGGING": "false",
         # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
         # that lets `down` find processes a killed supervisord left.
         "SPT_NOENV": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.engine.layout import venv_bin
@@ -11,6 +12,9 @@ from services.port_forwarding import allowed_origins, jupyter_local_hostnames
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
+
+# overrides.json: JupyterLab's defaults for its settings, as an administrator sets them.
+SETTINGS_OVERRIDES = Path(__file__).with_name("lab_settings")
 
 
 def declare(plan: StackPlan) -> Service:
@@ -27,6 +31,11 @@ def declare(plan: StackPlan) -> Service:
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root / 'project'}",
         f"--ServerApp.local_hostnames={jupyter_local_hostnames(port, os.environ)!r}",
+        # No news and no update checks: the settings default to "Never" (so JupyterLab does not
+        # ask about news), and the server has no news feed and does not ask PyPI for updates.
+        f"--LabApp.app_settings_dir={SETTINGS_OVERRIDES}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if os.geteuid() == 0:  # refused by default; CI and dev containers run as root
         command.append("--ServerApp.allow_root=True")

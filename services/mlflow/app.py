@@ -8,8 +8,25 @@ does what that command does for a single uvicorn worker, in-process, with MLflow
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# What MLflow's UI keeps in the browser (localStorage, `<key>_v<version>`: JSON), written on a
+# first visit only, so a choice made in the UI stays: the model-training view rather than the
+# GenAI one ("Traces: no data"), no telemetry notice and no UI telemetry. The server has
+# telemetry off (MLFLOW_DISABLE_TELEMETRY) and drops what the UI would send, but the notice
+# says nothing of that.
+UI_DEFAULTS = {
+    "mlflow.workflowType_v1": "machine_learning",
+    "mlflow.telemetry.info.alert.dismissed_v1": True,
+    "mlflow.settings.telemetry.enabled_v1": False,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         _MLFLOW_SGI_NAME,
     )
     from mlflow.server import _UVICORN_LOG_CONFIG
+    from mlflow.server import app as flask_app
     from mlflow.server.constants import (
         ARTIFACT_ROOT_ENV_VAR,
         ARTIFACTS_DESTINATION_ENV_VAR,
@@ -51,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         }
     )
     initialize_backend_stores(args.backend_store_uri, args.backend_store_uri, artifact_root)
+    serve_ui_with_defaults(flask_app)
     uvicorn.run(
         "mlflow.server.fastapi_app:app",
         host=args.host,
@@ -58,6 +77,23 @@ def main(argv: list[str] | None = None) -> None:
         workers=1,
         log_config=str(_UVICORN_LOG_CONFIG),
     )
+
+
+def serve_ui_with_defaults(app: Flask) -> None:
+    """Serve the UI's page (MLflow's `serve` view) with UI_DEFAULTS set before the UI reads them."""
+    index = Path(app.static_folder) / "index.html"
+    if not index.exists():  # a source checkout of MLflow without its built UI
+        return
+    script = (
+        f"<script>for (const [key, value] of Object.entries({json.dumps(UI_DEFAULTS)}))"
+        " if (localStorage.getItem(key) === null)"
+        " localStorage.setItem(key, JSON.stringify(value));</script>"
+    )
+    page = index.read_text(encoding="utf-8").replace("<head>", "<head>" + script, 1)
+
+    from flask import Response
+
+    app.view_functions["serve"] = lambda: Response(page, mimetype="text/html")
 
 
 if __name__ == "__main__":

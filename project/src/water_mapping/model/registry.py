@@ -6,6 +6,9 @@ inside the functions: DAG files import the names here and must parse fast.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
 MODEL_NAME = "example-water-mask"
 CHAMPION_ALIAS = "champion"
 CHAMPION_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+log = logging.getLogger(__name__)
 
 
 def register_champion(model_uri: str, name: str = MODEL_NAME, alias: str = CHAMPION_ALIAS) -> str:
@@ -21,7 +25,15 @@ def register_champion(model_uri: str, name: str = MODEL_NAME, alias: str = CHAMP
     import mlflow
     from mlflow import MlflowClient
 
-    version = mlflow.register_model(model_uri, name).version
+    # register_model prints its news ("Created version ...") to stderr, which an Airflow task
+    # log shows as errors; they go to the log at their level instead.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            version = mlflow.register_model(model_uri, name).version
+    finally:
+        for line in printed.getvalue().splitlines():
+            log.info(line)
     MlflowClient().set_registered_model_alias(name, alias, version)
     return str(version)
 
