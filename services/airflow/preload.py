@@ -464,6 +464,19 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
     client = connect(path, connect_timeout)
     client.settimeout(connect_timeout)  # a wedged server must not hold us forever
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+    # A stop signal may come as soon as the fork exists, before its pid reaches us: keep it
+    # and pass it on with the pid, rather than dying of it and leaving the stop undone.
+    pid: int | None = None
+    held: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if pid is None:
+            held.append(signum)
+        else:
+            signal_group(pid, signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, forward)
     try:
         socket.send_fds(client, [b"\0"], list(STDIO))
         client.sendall(json.dumps(request).encode() + b"\n")
@@ -475,12 +488,8 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
         raise PreloadError(f"airflow-preload refused to start airflow {' '.join(argv)}")
     pid = int(reply)
     client.settimeout(None)
-
-    def forward(signum: int, _frame: object) -> None:
+    for signum in held:
         signal_group(pid, signum)
-
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, forward)
     reply = reader.readline()  # blocks until the component exits (signals are handled meanwhile)
     if reply.startswith(b"exit "):
         code = int(reply.split()[1])
