@@ -82,16 +82,14 @@ class Stack:
         return [service for service in declared.values() if service.name in chosen]
 
     def environment(self) -> dict[str, str]:
-        """What every program gets: the client environment and the marker that finds orphans."""
+        """What every program gets: the client environment (telemetry off included) and the marker
+        that finds orphans."""
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         return {
             **client_environment(self.settings),
             STACK_MARKER: str(self.layout.root),
             "PATH": path,
             "PYTHONUNBUFFERED": "1",
-            # A local stack reports nothing home (MLflow, dag-factory and others honour this).
-            "DO_NOT_TRACK": "true",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
     # -- up -----------------------------------------------------------------------------------
