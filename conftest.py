@@ -1,3 +1,3 @@
 """Root pytest config: the running-stack fixtures serve `tests/` and `project/tests/` alike."""
 
-pytest_plugins = ["services.testing"]
+pytest_plugins = ["devtools.testing"]

@@ -3,7 +3,8 @@
 `python3 noxfile.py -s up` does the same without nox installed (any Python 3.9+, PEP 668 too):
 services/bootstrap.py installs the locked nox and uv into `.nox/launcher` and runs this file
 from there. Each session syncs `.venv` from uv.lock, then hands its arguments to
-`python -m services` or a tool; the logic lives in `services/`, where tests can reach it.
+`python -m services`, a dev tool (`devtools.init`, `devtools.bench`) or a tool; the logic
+lives in `services/` and `devtools/`, where tests can reach it.
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ def fmt(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Time and memory of the stack next to `airflow standalone`; prints a table, writes JSON."""
     session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services.bench", *session.posargs, external=True)
+    session.run(venv_python(), "-m", "devtools.bench", *session.posargs, external=True)
 
 
 @nox.session
 def init(session: nox.Session) -> None:
     """Make the template yours: `-- --name "Lake Watch" [--no-examples] [--object-store none]`."""
     session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services.scaffold", *session.posargs, external=True)
+    session.run(venv_python(), "-m", "devtools.init", *session.posargs, external=True)
 
 
 if __name__ == "__main__":

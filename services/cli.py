@@ -1,4 +1,8 @@
-"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env."""
+"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env.
+
+Each command resolves the settings once (`StackPlan`), builds the engine from the catalog and
+prints what it did; nothing here knows how a service runs.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,21 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from services.client_env import client_environment
-from services.layout import UnsafeStateError
-from services.ports import PortTaken
+from services.catalog import stack_of
+from services.engine.layout import UnsafeStateError, tail
+from services.engine.ports import PortTaken
+from services.engine.stack import ServiceFailed, StackError
+from services.engine.status import ServiceState
+from services.engine.supervisor import SupervisorError
+from services.plan import StackPlan, StatusReport
 from services.settings import SettingsError, load_settings
-from services.stack import ServiceFailed, Stack, StackError, tail
-from services.supervisor import SupervisorError
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -29,8 +36,8 @@ EXIT_NOT_RUNNING = 3
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        stack = Stack(load_settings())
-        return args.run(stack, args)
+        plan = StackPlan.of(load_settings())
+        return args.run(plan, args)
     except SettingsError as error:
         console.print(f"[red]Invalid setting[/red]\n{error}")
     except PortTaken as error:
@@ -55,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2ops", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run)
         return sub
@@ -81,11 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _up(stack: Stack, args: argparse.Namespace) -> int:
-    from services.s3_store import resolve_backend
+Command = Callable[[StackPlan, argparse.Namespace], int]
 
-    backend, reason = resolve_backend(stack.settings)
-    console.print(f"S3 backend: [bold]{backend}[/bold] ({reason})")
+
+def _up(plan: StackPlan, args: argparse.Namespace) -> int:
+    console.print(f"S3 backend: [bold]{plan.s3_backend}[/bold] ({plan.s3_backend_reason})")
+    plan.layout.check()  # a state dir open to others is refused before credentials are written
+    plan = plan.with_credentials()
+    stack = stack_of(plan)
     started = time.monotonic()
     rows = {service.name: "waiting" for service in stack.select(args.services)}
 
@@ -110,53 +120,56 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
     if console.is_terminal:  # elsewhere each line was printed as it happened
         console.print(render())
     console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
-    _print_status(stack.status())
+    _print_status(plan.report(stack.status()))
     return 0
 
 
-def _down(stack: Stack, args: argparse.Namespace) -> int:
-    stopped = stack.down(args.services)
+def _down(plan: StackPlan, args: argparse.Namespace) -> int:
+    stopped = stack_of(plan).down(args.services)
     console.print(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
     return 0
 
 
-def _restart(stack: Stack, args: argparse.Namespace) -> int:
+def _restart(plan: StackPlan, args: argparse.Namespace) -> int:
+    plan.layout.check()
+    plan = plan.with_credentials()
+    stack = stack_of(plan)
     stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))
-    _print_status(stack.status())
+    _print_status(plan.report(stack.status()))
     return 0
 
 
-def _status(stack: Stack, args: argparse.Namespace) -> int:
-    report = stack.status()
+def _status(plan: StackPlan, args: argparse.Namespace) -> int:
+    report = plan.report(stack_of(plan).status())
     if args.json:
-        stdout.print_json(json.dumps(report))
+        stdout.print_json(json.dumps(report.to_json()))
     else:
         _print_status(report)
-    started = [s for s in report["services"] if s["state"] != "stopped"]
+    started = report.stack.started
     if not started:
         return EXIT_NOT_RUNNING
-    return 0 if all(s["healthy"] for s in started) else 1
+    return 0 if all(service.healthy for service in started) else 1
 
 
-def _print_status(report: dict) -> None:
+def _print_status(report: StatusReport) -> None:
     table = Table(title="H2Ops stack", title_justify="left")
     for column in ("service", "state", "url", "pid"):
         table.add_column(column)
-    for service in report["services"]:
-        state = service["state"]
-        if state == "running":
-            state = "[green]healthy[/green]" if service["healthy"] else "[yellow]unhealthy[/yellow]"
-        table.add_row(service["title"], state, service["url"], str(service["pid"] or ""))
+    for service in report.services:
+        state = service.state.value
+        if service.state is ServiceState.RUNNING:
+            state = "[green]healthy[/green]" if service.healthy else "[yellow]unhealthy[/yellow]"
+        table.add_row(service.title, state, service.url, str(service.pid or ""))
     console.print(table)
     credentials = Table(title="Credentials (from .env)", title_justify="left", show_header=False)
-    for key, value in report["credentials"].items():
+    for key, value in report.credentials.items():
         credentials.add_row(key, value)
     console.print(credentials)
-    console.print(f"State and logs: {report['state_dir']}   (nox -s logs -- SERVICE)")
+    console.print(f"State and logs: {report.stack.state_dir}   (nox -s logs -- SERVICE)")
 
 
-def _logs(stack: Stack, args: argparse.Namespace) -> int:
-    files = stack.log_files(args.services)
+def _logs(plan: StackPlan, args: argparse.Namespace) -> int:
+    files = stack_of(plan).log_files(args.services)
     for path in files:
         console.print(f"[bold]==> {path} <==[/bold]")
         for line in tail(path, args.lines):
@@ -186,19 +199,19 @@ def _follow(files: list[Path]) -> None:
         time.sleep(0.5)
 
 
-def _clean(stack: Stack, args: argparse.Namespace) -> int:
+def _clean(plan: StackPlan, args: argparse.Namespace) -> int:
     if not args.yes:
         console.print(
-            f"This deletes every run, model, object, DAG run and log in {stack.layout.root}.\n"
+            f"This deletes every run, model, object, DAG run and log in {plan.layout.root}.\n"
             "Run again with --yes to confirm:  nox -s clean -- --yes"
         )
         return 2
-    console.print(f"Deleted {stack.clean()}")
+    console.print(f"Deleted {stack_of(plan).clean()}")
     return 0
 
 
-def _env(stack: Stack, _args: argparse.Namespace) -> int:
-    for key, value in client_environment(stack.settings).items():
+def _env(plan: StackPlan, _args: argparse.Namespace) -> int:
+    for key, value in plan.client_environment().items():
         stdout.print(f"export {key}={shlex.quote(value)}", markup=False, highlight=False)
     return 0
 

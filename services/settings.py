@@ -12,15 +12,19 @@ import io
 import os
 import secrets
 import socket
+import tomllib
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import annotated_types
 from dotenv.parser import parse_stream
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
-    PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
 )
 
@@ -52,24 +56,15 @@ class StackSettings(BaseSettings):
         extra="ignore",
         validate_default=True,
         env_file_encoding="utf-8",
-        pyproject_toml_table_header=("tool", "h2ops"),
     )
-    # The project's committed choices ([tool.h2ops] in pyproject.toml), below env and .env.
-    _pyproject: ClassVar[Path] = REPO_ROOT / "pyproject.toml"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        pyproject = PyprojectTomlConfigSettingsSource(settings_cls, cls._pyproject)
-        return (init_settings, env_settings, dotenv_settings, pyproject, file_secret_settings)
-
-    host: str = Field("127.0.0.1", description="Address every service binds to.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address every service binds to.",
+        # What a type cannot say: the error hint for it (see hint_for).
+        json_schema_extra={
+            "hint": "use an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for all"
+        },
+    )
     airflow_port: Port = Field(8080, description="Airflow API server and UI.")
     mlflow_port: Port = Field(5000, description="MLflow tracking server and UI.")
     jupyter_port: Port = Field(8888, description="JupyterLab.")
@@ -168,14 +163,35 @@ def load_settings(root: Path = REPO_ROOT) -> StackSettings:
     """
     env_file = _anchor(Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", ".env")), root)
     lines = read_env_file(env_file)
-    default, StackSettings._pyproject = StackSettings._pyproject, root / "pyproject.toml"
+    sources: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
+    sources = (_sources(env_file, root), {})
     try:
-        settings = StackSettings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = StackSettings(_build_sources=sources)  # type: ignore[call-arg]
     except ValidationError as error:
         raise SettingsError(_explain(error, env_file, lines)) from None
-    finally:
-        StackSettings._pyproject = default
     return settings.resolve_paths(root)
+
+
+def _sources(env_file: Path, root: Path) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Where settings come from, first wins: the environment, `.env`, then the project's
+    committed choices (`[tool.h2ops]` in the pyproject.toml at `root`)."""
+    return (
+        EnvSettingsSource(StackSettings),
+        DotEnvSettingsSource(StackSettings, env_file=env_file),
+        InitSettingsSource(StackSettings, project_choices(root / "pyproject.toml")),
+    )
+
+
+def project_choices(pyproject: Path) -> dict[str, Any]:
+    """`[tool.h2ops]` in a pyproject.toml: the settings a project commits (`nox -s init` writes
+    `s3_backend` there)."""
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{pyproject} is not valid TOML ({error}): fix it") from None
+    return data.get("tool", {}).get("h2ops", {})
 
 
 def read_env_file(path: Path) -> dict[str, int]:
@@ -246,25 +262,32 @@ def _explain(error: ValidationError, env_file: Path, lines: dict[str, int]) -> s
             continue
         field = str(problem["loc"][0])
         variable = f"{ENV_PREFIX}{field.upper()}"
-        hint = _HINTS.get(field, "see the README's settings table")
+        hint = hint_for(field)
         from_file = variable in lines and variable not in {k.upper() for k in os.environ}
         where = f"{env_file}, line {lines[variable]}: " if from_file else ""
         out.append(f"{where}{variable}={problem['input']!r} is not valid ({message}): {hint}")
     return "\n".join(out)
 
 
-_PORT_HINT = "use a whole number from 1 to 65535"
-_HINTS = {
-    "host": "use an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for all",
-    "airflow_port": _PORT_HINT,
-    "mlflow_port": _PORT_HINT,
-    "jupyter_port": _PORT_HINT,
-    "s3_port": _PORT_HINT,
-    "s3_console_port": _PORT_HINT,
-    "s3_backend": "use one of auto, minio, rclone, none",
-    "ready_timeout": "use a number of seconds greater than 0",
-    "airflow_parallelism": "use a whole number from 1 to 64",
-}
+def hint_for(field: str) -> str:
+    """What a valid value of `field` looks like, read off its type and bounds (so the hint
+    cannot disagree with the check)."""
+    info = StackSettings.model_fields[field]
+    if isinstance(info.json_schema_extra, dict) and "hint" in info.json_schema_extra:
+        return str(info.json_schema_extra["hint"])
+    if get_origin(info.annotation) is Literal:
+        return "use one of " + ", ".join(str(choice) for choice in get_args(info.annotation))
+    low = next((rule.ge for rule in info.metadata if isinstance(rule, annotated_types.Ge)), None)
+    high = next((rule.le for rule in info.metadata if isinstance(rule, annotated_types.Le)), None)
+    above = next((rule.gt for rule in info.metadata if isinstance(rule, annotated_types.Gt)), None)
+    kind = "a whole number" if info.annotation is int else "a number"
+    if low is not None and high is not None:
+        return f"use {kind} from {low} to {high}"
+    if above is not None:
+        return f"use {kind} greater than {above}"
+    if info.annotation is bool:
+        return "use true or false"
+    return "see the README's settings table"
 
 
 def ensure_credentials(settings: StackSettings) -> StackSettings:

@@ -13,18 +13,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from services.airflow import preload
+from services.engine.processes import poll_until
 from services.settings import REPO_ROOT
 
 SERVER = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from services.airflow_preload import ForkServer
+    from services.airflow.preload import ForkServer
 
     timeout = {"request_timeout": float(sys.argv[2])} if len(sys.argv) > 2 else {}
     request = ForkServer(Path(sys.argv[1]), {"FROM_IMPORTS": "kept"}, **timeout).serve()
@@ -42,14 +45,11 @@ SERVER = textwrap.dedent(
 )
 
 
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    assert poll_until(predicate, timeout, 0.05), f"timed out after {timeout} s"
 
 
-def serving(tmp_path: Path, *options: str):
+def serving(tmp_path: Path, *options: str) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     """The fork server with the stand-in component; options: its request timeout."""
     path = tmp_path / "preload.sock"
     process = subprocess.Popen(
@@ -64,17 +64,17 @@ def serving(tmp_path: Path, *options: str):
 
 
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     yield from serving(tmp_path)
 
 
 @pytest.fixture
-def impatient_server(tmp_path: Path):
+def impatient_server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     yield from serving(tmp_path, "0.5")
 
 
 def client(path: Path, *argv: str, cwd: Path, **env: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path), "--", *argv]
+    command = [sys.executable, "-m", preload.__name__, "run", str(path), "--", *argv]
     return subprocess.Popen(
         command,
         cwd=cwd,
@@ -158,7 +158,7 @@ def test_a_stopped_server_stops_its_components(server, tmp_path: Path) -> None:
 def test_no_server_is_a_bounded_wait_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nobody.sock"
     started = time.monotonic()
-    command = [sys.executable, "-m", "services.airflow_preload", "run", str(path)]
+    command = [sys.executable, "-m", preload.__name__, "run", str(path)]
     result = subprocess.run(
         [*command, "--connect-timeout", "1", "--", "x", "0"],
         cwd=REPO_ROOT,

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from pathlib import Path
 
 import pytest
+from supervisor.options import ServerOptions
 
 from services import port_forwarding
-from services.catalog import declare_services
-from services.client_env import client_environment
-from services.layout import StateLayout
-from services.s3_store import resolve_backend
+from services.airflow import main, preload
+from services.catalog import declare_services, stack_of
+from services.engine.records import Service
+from services.engine.stack import StackError
+from services.engine.supervisor import STACK_MARKER, render_config
+from services.plan import StackPlan, resolve_backend
 from services.settings import StackSettings
-from services.supervisor import render_config
 
 CLIENT_VARIABLES = {
     "MLFLOW_TRACKING_URI",
@@ -38,12 +41,20 @@ def make_settings(tmp_path: Path, **values: object) -> StackSettings:
     return StackSettings(**{**defaults, **values})
 
 
-def by_name(settings: StackSettings) -> dict:
-    return {service.name: service for service in declare_services(settings)}
+def make_plan(tmp_path: Path, **values: object) -> StackPlan:
+    return StackPlan.of(make_settings(tmp_path, **values))
+
+
+def by_name(plan: StackPlan) -> dict[str, Service]:
+    return {s.name: s for s in declare_services(plan) if isinstance(s, Service)}
+
+
+def client_environment(settings: StackSettings) -> dict[str, str]:
+    return StackPlan.of(settings).client_environment()
 
 
 def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
-    services = by_name(make_settings(tmp_path, airflow_port=18080))
+    services = by_name(make_plan(tmp_path, airflow_port=18080))
     assert list(services) == ["s3", "mlflow", "airflow", "jupyter"]
     assert services["airflow"].ports == {"H2OPS_AIRFLOW_PORT": 18080}
     assert services["mlflow"].requires == ("s3",)
@@ -57,8 +68,7 @@ def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
 
 
 def test_airflow_is_configured_for_a_laptop(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, airflow_port=18080, airflow_parallelism=3)
-    airflow = by_name(settings)["airflow"]
+    airflow = by_name(make_plan(tmp_path, airflow_port=18080, airflow_parallelism=3))["airflow"]
     env = airflow.programs[0].environment
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__PARALLELISM"] == "3"
@@ -72,7 +82,7 @@ def test_airflow_is_configured_for_a_laptop(tmp_path: Path) -> None:
 
 
 def test_rclone_keeps_credentials_out_of_argv(tmp_path: Path) -> None:
-    s3 = by_name(make_settings(tmp_path))["s3"]
+    s3 = by_name(make_plan(tmp_path))["s3"]
     program = s3.programs[0]
     assert "secret" not in " ".join(program.command)
     assert program.environment["H2OPS_RCLONE_SECRET_KEY"] == "secret"
@@ -87,8 +97,10 @@ def test_auto_prefers_minio_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     settings = make_settings(tmp_path, s3_backend="auto")
     assert resolve_backend(settings)[0] == "minio"
-    s3 = by_name(settings)["s3"]
-    assert s3.programs[0].command[:2] == [str(fake), "server"]
+    s3 = by_name(StackPlan.of(settings))["s3"]
+    command = s3.programs[0].command
+    assert command[0] == str(fake), "the minio found on PATH is what runs"
+    assert "server" in command and f"127.0.0.1:{s3.ports['H2OPS_S3_PORT']}" in command
     assert s3.ports == {"H2OPS_S3_PORT": 9000, "H2OPS_S3_CONSOLE_PORT": 9001}
     assert s3.programs[0].environment["MINIO_ROOT_PASSWORD"] == "secret"
 
@@ -104,11 +116,11 @@ def test_auto_falls_back_to_rclone_and_says_why(
 
 def test_without_object_store_mlflow_keeps_artifacts_locally(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, s3_backend="none")
-    services = by_name(settings)
+    services = by_name(StackPlan.of(settings))
     assert "s3" not in services
     assert services["mlflow"].requires == ()
-    command = services["mlflow"].programs[0].command
-    assert command[command.index("--artifacts-destination") + 1].startswith("file://")
+    artifacts = (settings.state_dir.resolve() / "mlflow" / "artifacts").as_uri()
+    assert artifacts in services["mlflow"].programs[0].command
     env = client_environment(settings)
     assert env["H2OPS_DATA_URL"].startswith("file://")
     assert "AWS_ENDPOINT_URL_S3" not in env
@@ -124,26 +136,28 @@ def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
     assert env["DO_NOT_TRACK"] == env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 
-def test_supervisor_config_escapes_and_groups(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, jupyter_token="50%off")
-    services = declare_services(settings)
-    programs = [p for s in services for p in s.programs]
-    config = render_config(StateLayout.of(settings), programs, {"H2OPS_STACK": "x"})
-    assert config.count("[program:") == len(programs) == 8
-    assert config.count("autostart=false") == len(programs)
-    assert "umask=077" in config, "what supervisord and its programs create is owner-only"
-    assert config.count("stopasgroup=true") == config.count("killasgroup=true") == len(programs)
-    assert "50%%off" in config and "50%off" not in config.replace("50%%off", "")
+def test_supervisord_reads_every_program_as_declared(tmp_path: Path) -> None:
+    """The config, read by supervisord's own parser: every declared program, none started by
+    itself, each stopped and killed as a process group, values with % intact."""
+    plan = make_plan(tmp_path, jupyter_token="50%off")
+    programs = [p for service in by_name(plan).values() for p in service.programs]
+    config = plan.layout.supervisor_config
+    plan.layout.logs.mkdir(parents=True)  # supervisord checks its own log's folder
+    config.write_text(render_config(plan.layout, programs, {STACK_MARKER: "x"}))
+    options = ServerOptions()
+    options.configfile = str(config)
+    options.process_config(do_usage=False)
+    assert options.umask == 0o077, "what supervisord and its programs create is owner-only"
 
-    import configparser
-
-    parser = configparser.RawConfigParser()
-    parser.read_string(config)
-    from supervisor.datatypes import dict_of_key_value_pairs
-
-    env = dict_of_key_value_pairs(parser["program:jupyter"]["environment"].replace("%%", "%"))
-    assert env["JUPYTER_TOKEN"] == "50%off"
-    assert env["H2OPS_STACK"] == "x"
+    read = {c.name: c for group in options.process_group_configs for c in group.process_configs}
+    assert set(read) == {program.name for program in programs}
+    for program in programs:
+        seen = read[program.name]
+        assert seen.command == shlex.join(program.command)
+        assert not seen.autostart
+        assert seen.stopasgroup and seen.killasgroup
+        assert seen.environment == {STACK_MARKER: "x", **program.environment}
+    assert read["jupyter"].environment["JUPYTER_TOKEN"] == "50%off"
 
 
 @pytest.mark.parametrize(("uid", "allowed"), [(0, True), (1000, False)])
@@ -151,7 +165,7 @@ def test_jupyter_allows_root_only_when_running_as_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uid: int, allowed: bool
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: uid)
-    command = by_name(make_settings(tmp_path))["jupyter"].programs[0].command
+    command = by_name(make_plan(tmp_path))["jupyter"].programs[0].command
     assert ("--ServerApp.allow_root=True" in command) is allowed
 
 
@@ -183,7 +197,7 @@ def test_codespaces_settings_reach_the_servers(
 ) -> None:
     for key, value in CODESPACES.items():
         monkeypatch.setenv(key, value)
-    services = by_name(make_settings(tmp_path))
+    services = by_name(make_plan(tmp_path))
     mlflow_env = services["mlflow"].programs[0].environment
     assert "fluffy-lake-123-5000.app.github.dev" in mlflow_env["MLFLOW_SERVER_ALLOWED_HOSTS"]
     assert mlflow_env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] == (
@@ -195,13 +209,23 @@ def test_codespaces_settings_reach_the_servers(
 
 
 def test_airflow_components_fork_from_one_preload_server_unless_turned_off(tmp_path: Path) -> None:
-    airflow = by_name(make_settings(tmp_path))["airflow"]
-    server, *components = airflow.programs
-    assert server.command[2:4] == ["services.airflow_preload", "serve"]
-    socket_path = server.command[-1]
-    for component in components:
-        assert component.command[2:5] == ["services.airflow_preload", "run", socket_path]
+    plan = make_plan(tmp_path)
+    socket = str(plan.layout.socket("airflow-preload"))
+    programs = {p.name: p for p in by_name(plan)["airflow"].programs}
+    server = programs.pop("airflow-preload")
+    assert {preload.__name__, "serve", socket} <= set(server.command)
+    for component in programs.values():  # each a client of that one server
+        assert {preload.__name__, "run", socket} <= set(component.command), component.name
 
-    separate = by_name(make_settings(tmp_path, airflow_preload=False))["airflow"]
+    separate = by_name(make_plan(tmp_path, airflow_preload=False))["airflow"]
     assert "airflow-preload" not in separate.program_names
-    assert all(p.command[2] == "services.airflow_main" for p in separate.programs)
+    for component in separate.programs:  # each its own interpreter, none a preload client
+        assert main.__name__ in component.command and preload.__name__ not in component.command
+
+
+def test_a_switched_off_service_says_why_when_named(tmp_path: Path) -> None:
+    stack = stack_of(make_plan(tmp_path, s3_backend="none"))
+    with pytest.raises(StackError, match=r"s3 is off \(H2OPS_S3_BACKEND=none\): set it to auto"):
+        stack.select(["s3"])
+    with pytest.raises(StackError, match="unknown service 'postgres': choose from mlflow, airflow"):
+        stack.select(["postgres"])

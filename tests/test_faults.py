@@ -7,14 +7,17 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from botocore.client import BaseClient
 
-from services import supervisor
-from services.s3_store import s3_client
-from services.testing import StackRun
+from devtools.testing import StackRun, s3_client
+from services.airflow import preload
+from services.engine import supervisor
+from services.engine.status import ServiceState
 
 pytestmark = pytest.mark.stack
 
@@ -29,15 +32,15 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture
-def run(tmp_path: Path):
+def run(tmp_path: Path) -> Iterator[StackRun]:
     stack_run = StackRun(tmp_path)
     yield stack_run
     stack_run.down()
     assert marked_processes(stack_run) == []
 
 
-def s3(run: StackRun):
-    env = run.status()["environment"]
+def s3(run: StackRun) -> BaseClient:
+    env = run.status().environment
     return s3_client(
         env["AWS_ENDPOINT_URL_S3"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     )
@@ -140,8 +143,7 @@ def test_service_that_never_gets_ready_fails_bounded_with_its_log(run: StackRun)
     log = run.base / "state" / "logs" / "jupyter.log"
     assert "jupyter did not become healthy" in result.stderr
     assert f"Last lines of {log}" in result.stderr
-    jupyter = next(s for s in run.status()["services"] if s["name"] == "jupyter")
-    assert jupyter["state"] == "stopped"
+    assert run.status().service("jupyter").state is ServiceState.STOPPED
 
 
 def test_down_keeps_data_and_leaves_nothing_running(run: StackRun) -> None:
@@ -159,15 +161,16 @@ def test_down_keeps_data_and_leaves_nothing_running(run: StackRun) -> None:
 def test_killed_supervisor_is_cleaned_up_by_next_up_and_down(run: StackRun) -> None:
     pidfile = run.base / "state" / "supervisord.pid"
     run.up("s3")
-    orphan = run.status()["services"][0]["pid"]
+    orphan = run.status().service("s3").pid
+    assert orphan is not None
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     time.sleep(0.5)
     assert psutil.pid_exists(orphan)  # the S3 server outlived its supervisor
 
     run.up("s3")  # cleans the stale socket, pid file and orphan, then starts afresh
-    report = run.status()
-    assert report["services"][0]["healthy"]
-    assert report["services"][0]["pid"] != orphan
+    s3_service = run.status().service("s3")
+    assert s3_service.healthy
+    assert s3_service.pid != orphan
     assert not psutil.pid_exists(orphan)
 
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
@@ -199,16 +202,13 @@ def test_clean_asks_for_confirmation_then_deletes_state(run: StackRun) -> None:
 
 
 def test_airflow_preload_switched_off_takes_effect_on_restart(run: StackRun) -> None:
-    def airflow() -> dict:
-        return next(s for s in run.status()["services"] if s["name"] == "airflow")
-
     run.up("airflow")
-    assert "airflow-preload" in [p["name"] for p in airflow()["programs"]]
+    assert "airflow-preload" in [p.name for p in run.status().service("airflow").programs]
     run.extra_env["H2OPS_AIRFLOW_PRELOAD"] = "false"
     result = run.cli("restart", "airflow")
     assert result.returncode == 0, result.stderr
-    now = airflow()
-    assert now["healthy"], now
-    assert "airflow-preload" not in [p["name"] for p in now["programs"]]
+    now = run.status().service("airflow")
+    assert now.healthy, now
+    assert "airflow-preload" not in [p.name for p in now.programs]
     commands = [" ".join(p.cmdline()) for p in marked_processes(run) if p.is_running()]
-    assert not any("services.airflow_preload" in command for command in commands), commands
+    assert not any(preload.__name__ in command for command in commands), commands

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from services.harness import StackRun
+from devtools.harness import StackRun
 from services.settings import REPO_ROOT
 
 pytestmark = pytest.mark.e2e

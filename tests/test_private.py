@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from services.layout import StateLayout, UnsafeStateError
-from services.s3_store import s3_client
-from services.supervisor import marked_processes
-from services.testing import RunningStack, StackRun
+from devtools.testing import RunningStack, StackRun, s3_client
+from services.engine.layout import StateLayout, UnsafeStateError
+from services.engine.supervisor import marked_processes
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(
@@ -290,8 +289,8 @@ def test_a_long_state_path_runs_with_its_sockets_in_the_private_dir(tmp_path: Pa
             "supervisor.sock",
         ]
         assert not list(layout.root.glob("*.sock"))
-        airflow = next(s for s in run.status()["services"] if s["name"] == "airflow")
-        assert airflow["healthy"], airflow
+        airflow = run.status().service("airflow")
+        assert airflow.healthy, airflow
     finally:
         cleaned = run.cli("clean", "--yes", timeout=120)  # stops it, deletes its state
     assert cleaned.returncode == 0, cleaned.stderr

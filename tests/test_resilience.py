@@ -16,9 +16,10 @@ import httpx
 import psutil
 import pytest
 
-from services.airflow_preload import program_of
-from services.bench import wait_until
-from services.testing import RunningStack, StackRun, running
+from devtools.bench import wait_until
+from devtools.testing import RunningStack, StackRun, running
+from services.airflow.preload import program_of
+from services.engine.status import ProgramState
 
 pytestmark = pytest.mark.stack
 DAG = "example_training"
@@ -66,8 +67,10 @@ def scheduler_pid(stack: RunningStack, target: str) -> int:
     airflow-preload the program is a client, and the scheduler a fork of the preload server."""
     programs = stack.programs("airflow")
     if target == "program" or "airflow-preload" not in programs:
-        return programs["airflow-scheduler"]["pid"]
-    server = psutil.Process(programs["airflow-preload"]["pid"])
+        pid = programs["airflow-scheduler"].pid
+        assert pid is not None, "the scheduler program runs"
+        return pid
+    server = psutil.Process(programs["airflow-preload"].pid)
     return next(
         child.pid
         for child in server.children()
@@ -136,10 +139,10 @@ def test_a_burst_of_triggers_is_accepted_and_scheduled_and_nothing_crashes(
     )
 
     after = own_stack.programs("airflow")
-    assert {name: p["pid"] for name, p in after.items()} == {
-        name: p["pid"] for name, p in before.items()
+    assert {name: p.pid for name, p in after.items()} == {
+        name: p.pid for name, p in before.items()
     }, "an Airflow program died and was restarted"
-    assert all(program["state"] == "RUNNING" for program in after.values()), after
+    assert all(program.state is ProgramState.RUNNING for program in after.values()), after
 
 
 async def _trigger_together(airflow: httpx.Client, count: int) -> list[httpx.Response]:

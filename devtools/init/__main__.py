@@ -1,0 +1,5 @@
+import sys
+
+from devtools.init.cli import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""ruff format over the Python files init wrote, so a new package name of any length leaves
+them as `nox -s lint` wants them (imports wrapped, lines joined)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from devtools.init.repository import Files
+
+
+def formatted(files: Files, paths: list[str], root: Path) -> Files:
+    """`files` with each of `paths` that is Python run through `ruff format` (root's config).
+
+    Without ruff (it comes with the dev dependencies) the files stay as they are.
+    """
+    files = dict(files)
+    for path in paths:
+        if not path.endswith(".py") or path not in files:
+            continue
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--stdin-filename", path, "-"],
+            input=files[path],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            files[path] = done.stdout
+    return files

@@ -1,0 +1,122 @@
+"""pytest fixtures that run the real stack in a temporary state dir on free ports.
+
+Registered in the root `conftest.py`, so both `tests/` and `project/tests/` can ask for
+`stack` (the whole stack, started once per test session) or build their own with `StackRun`.
+It also hands tests the stack's own helpers (`poll_until`, `s3_client`), so no test writes
+them again.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.harness import StackRun, free_ports
+from services.engine.processes import poll_until
+from services.engine.status import ProgramStatus
+from services.plan import StatusReport
+from services.s3.service import s3_client
+
+__all__ = [
+    "RunningStack",
+    "StackRun",
+    "free_ports",
+    "nox_sessions",
+    "poll_until",
+    "running",
+    "s3_client",
+    "stack",
+    "stack_without_object_store",
+]
+
+
+def nox_sessions(noxfile: Path) -> set[str]:
+    """The sessions a noxfile defines, as nox itself lists them (`nox -l`: `*` or `-` a line)."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(noxfile), "-l"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return set(re.findall(r"^[*-] (\S+)", listing, re.MULTILINE))
+
+
+@dataclass
+class RunningStack:
+    """What a test needs to talk to the running stack, as a user's code would."""
+
+    run: StackRun
+    airflow_url: str
+    mlflow_url: str
+    s3_endpoint: str
+    jupyter_url: str
+    airflow_username: str
+    airflow_password: str
+    s3_access_key: str
+    s3_secret_key: str
+    jupyter_token: str
+    env: dict[str, str]
+    state_dir: str
+
+    @classmethod
+    def from_status(cls, run: StackRun, report: StatusReport) -> RunningStack:
+        urls = {service.name: service.url for service in report.services}
+        return cls(
+            run=run,
+            airflow_url=urls["airflow"],
+            mlflow_url=urls["mlflow"],
+            s3_endpoint=urls.get("s3", ""),
+            jupyter_url=urls["jupyter"],
+            env=report.environment,
+            state_dir=report.stack.state_dir,
+            **report.credentials,
+        )
+
+    def airflow_api(self, timeout: float = 30) -> httpx.Client:
+        """A client of Airflow's REST API (`/api/v2`), with a token from `/auth/token`."""
+        response = httpx.post(
+            f"{self.airflow_url}/auth/token",
+            json={"username": self.airflow_username, "password": self.airflow_password},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        return httpx.Client(
+            base_url=f"{self.airflow_url}/api/v2",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def programs(self, service: str) -> dict[str, ProgramStatus]:
+        """The supervisord programs of one service, by name: state and pid, from `status`."""
+        return {program.name: program for program in self.run.status().service(service).programs}
+
+
+def running(run: StackRun) -> Iterator[RunningStack]:
+    """Bring `run` up, yield it, and stop it whatever happens: for a stack of a test's own."""
+    try:
+        run.up()
+        yield RunningStack.from_status(run, run.status())
+    finally:
+        run.down()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack, up once for the test session, stopped after."""
+    yield from running(StackRun(tmp_path_factory.mktemp("stack")))
+
+
+@pytest.fixture(scope="session")
+def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
+    run = StackRun(tmp_path_factory.mktemp("stack-none"), extra_env={"H2OPS_S3_BACKEND": "none"})
+    yield from running(run)

@@ -1,0 +1,184 @@
+"""Apache Airflow 3: api-server, scheduler, dag-processor and triggerer as four programs.
+
+Not `airflow standalone`: each component is supervised (restarted if it dies, stopped as a
+process group), and the executor is sized for a laptop instead of 32 LocalExecutor workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from services.airflow import main, preload
+from services.engine.layout import venv_bin
+from services.engine.records import Health, HealthProbe, Program, Service
+from services.settings import StackSettings
+
+if TYPE_CHECKING:
+    from services.plan import StackPlan
+
+COMPONENTS = ("scheduler", "triggerer", "dag_processor")
+PLUGINS_FOLDER = Path(__file__).with_name("plugins")
+MIGRATE_TIMEOUT = 300
+
+
+def airflow_environment(plan: StackPlan) -> dict[str, str]:
+    """Airflow's configuration, as environment variables shared by every component."""
+    settings = plan.settings
+    home = plan.layout.service_dir("airflow")
+    url = plan.url(settings.airflow_port)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(plan.root / "project" / "dags"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # The stack's own plugin (one writing API request at a time; see its docstring).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+        "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
+        "AIRFLOW__API__SECRET_KEY": settings.airflow_jwt_secret,
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        # New DAG files appear within about 10 s instead of the default 5 minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # A handful of DAG files needs one parser, not two.
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # A scheduler that died without a word (SIGKILL, OOM) leaves its tasks "running": the
+        # next scheduler gives them another try once it checks, 30 s after the dead one's last
+        # heartbeat at the earliest; Airflow checks every 5 minutes by default.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Task logs are chmodded to these whatever the umask (Airflow's defaults: 0o775, 0o664).
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        # MLflow gives its loggers a handler of its own, on stderr, which a task's log shows as
+        # ERROR lines whatever their level; without it they reach Airflow's task log through
+        # Python logging, INFO as info and WARNING as warning.
+        "MLFLOW_CONFIGURE_LOGGING": "false",
+        # Process titles only in argv's memory: the environment keeps the H2OPS_STACK marker
+        # that lets `down` find processes a killed supervisord left.
+        "SPT_NOENV": "1",
+    }
+
+
+def declare(plan: StackPlan) -> Service:
+    settings, layout = plan.settings, plan.layout
+    home = layout.service_dir("airflow")
+    environment = airflow_environment(plan)
+    socket = layout.socket("airflow-preload")
+    if settings.airflow_preload:
+        client = [sys.executable, "-m", preload.__name__, "run", str(socket)]
+        airflow = [*client, "--connect-timeout", str(settings.ready_timeout), "--"]
+    else:
+        airflow = [sys.executable, "-m", main.__name__]
+    url = plan.url(settings.airflow_port)
+    api_server = [
+        *airflow,
+        "api-server",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.airflow_port),
+        "--workers",
+        "1",
+    ]
+    commands = {
+        "airflow-api-server": api_server,
+        # Task logs are files on this machine, which the api-server reads directly: the log
+        # servers the scheduler and triggerer would start (a process each) serve nobody.
+        "airflow-scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "airflow-dag-processor": [*airflow, "dag-processor"],
+        "airflow-triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
+    }
+    programs = [
+        Program(name=name, command=command, environment=environment, directory=home)
+        for name, command in commands.items()
+    ]
+    if settings.airflow_preload:
+        server = [sys.executable, "-m", preload.__name__, "serve", str(socket)]
+        # Stopped alone, it leaves its components 15 s to their clients, then SIGTERMs them
+        # and SIGKILLs them 10 s later.
+        programs.insert(0, Program("airflow-preload", server, environment, home, stop_seconds=30))
+    return Service(
+        name="airflow",
+        title="Airflow",
+        programs=programs,
+        url=url,
+        probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
+        ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
+        prepare=lambda: prepare_home(settings, environment, layout.log_file("airflow-migrate")),
+    )
+
+
+def all_components_healthy(url: str) -> HealthProbe:
+    """Healthy when the metadata DB and every component report healthy, not just the port."""
+
+    def probe(client: httpx.Client) -> Health:
+        try:
+            response = client.get(url)
+            report = response.json() if response.is_success else None
+        except (httpx.HTTPError, ValueError) as error:
+            return Health(False, f"{url}: {type(error).__name__}")
+        if report is None:
+            return Health(False, f"{url}: HTTP {response.status_code}")
+        waiting = [
+            name
+            for name in ("metadatabase", *COMPONENTS)
+            if (report.get(name) or {}).get("status") != "healthy"
+        ]
+        if waiting:
+            return Health(False, "waiting for " + ", ".join(waiting))
+        return Health(True)
+
+    return probe
+
+
+def prepare_home(settings: StackSettings, environment: dict[str, str], log: Path) -> None:
+    """Write the admin password and migrate the metadata DB when Airflow's version changed."""
+    home = Path(environment["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "passwords.json"
+    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({settings.airflow_username: settings.airflow_password}, handle)
+
+    stamp = home / "migrated-version"
+    version = _installed_airflow_version()
+    database = home / "airflow.db"
+    if database.exists() and stamp.exists() and stamp.read_text().strip() == version:
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as output:
+        result = subprocess.run(
+            [venv_bin("airflow"), "db", "migrate"],
+            env={**os.environ, **environment},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=MIGRATE_TIMEOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}); see {log}")
+    stamp.write_text(version)
+
+
+def _installed_airflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-airflow-core")

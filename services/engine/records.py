@@ -1,0 +1,81 @@
+"""A service is data: its programs, ports, health probe and what it needs first.
+
+Each folder under `services/` fills in these records for its service; the engine (`stack.py`,
+`supervisor.py`) reads them and knows no service by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Health:
+    """One answer of a health probe: healthy or not, and a short reason a person can act on."""
+
+    healthy: bool
+    detail: str = ""
+
+
+HealthProbe = Callable[[httpx.Client], Health]
+
+
+@dataclass(frozen=True)
+class Program:
+    """One long-running process the supervisor keeps alive."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    directory: Path | None = None
+    stop_seconds: int = 15
+
+
+@dataclass(frozen=True)
+class Service:
+    """A user-facing service: one or more programs that are healthy together or not at all."""
+
+    name: str
+    title: str
+    programs: list[Program]
+    url: str
+    probe: HealthProbe
+    ports: dict[str, int] = field(default_factory=dict)  # setting variable -> port
+    requires: tuple[str, ...] = ()
+    prepare: Callable[[], None] | None = None  # one-shot work before the programs start
+    after_ready: Callable[[], None] | None = None  # one-shot work once healthy
+    details: dict[str, str] = field(default_factory=dict)  # shown by `status`, e.g. backend
+
+    @property
+    def program_names(self) -> list[str]:
+        return [program.name for program in self.programs]
+
+
+@dataclass(frozen=True)
+class SwitchedOff:
+    """A service the settings turned off: naming it says why, rather than "unknown service"."""
+
+    name: str
+    reason: str
+
+
+Declared = Service | SwitchedOff
+
+
+def http_ok(url: str, **request: object) -> HealthProbe:
+    """A probe that is healthy when GET url answers 2xx."""
+
+    def probe(client: httpx.Client) -> Health:
+        try:
+            response = client.get(url, **request)  # type: ignore[arg-type]
+        except httpx.HTTPError as error:
+            return Health(False, f"{url}: {type(error).__name__}")
+        if response.is_success:
+            return Health(True)
+        return Health(False, f"{url}: HTTP {response.status_code}")
+
+    return probe

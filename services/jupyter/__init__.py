@@ -1,0 +1,1 @@
+"""JupyterLab rooted at `project/`."""

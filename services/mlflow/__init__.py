@@ -1,0 +1,1 @@
+"""MLflow tracking server and model registry, as one uvicorn process."""

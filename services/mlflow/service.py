@@ -1,0 +1,64 @@
+"""MLflow 3 tracking server: SQLite store in the state dir, artifacts proxied to s3://mlflow/
+(or kept in a folder there when the stack runs without an object store)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from services.engine.records import Program, Service, http_ok
+from services.mlflow import app
+from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
+
+if TYPE_CHECKING:
+    from services.plan import StackPlan
+
+
+def declare(plan: StackPlan) -> Service:
+    settings = plan.settings
+    home = plan.layout.service_dir("mlflow")
+    requires: tuple[str, ...] = ()
+    if plan.object_store:
+        artifacts, requires = "s3://mlflow/", ("s3",)
+    else:
+        artifacts = (home / "artifacts").as_uri()
+    url = plan.url(settings.mlflow_port)
+    environment = {
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
+            mlflow_allowed_hosts(settings.mlflow_port, os.environ)
+        ),
+        # Prompt optimisation and scorer jobs need a job runner; a local stack does not.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    if origins := allowed_origins(settings.mlflow_port, os.environ):
+        environment["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = ",".join(origins)
+    return Service(
+        name="mlflow",
+        title="MLflow",
+        programs=[
+            Program(
+                name="mlflow",
+                command=[
+                    sys.executable,
+                    "-m",
+                    app.__name__,
+                    "--host",
+                    settings.host,
+                    "--port",
+                    str(settings.mlflow_port),
+                    "--backend-store-uri",
+                    f"sqlite:///{home / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    artifacts,
+                ],
+                environment=environment,
+                directory=home,
+            )
+        ],
+        url=url,
+        probe=http_ok(f"{url}/health"),
+        ports={"H2OPS_MLFLOW_PORT": settings.mlflow_port},
+        requires=requires,
+        prepare=lambda: (home / "artifacts").mkdir(parents=True, exist_ok=True),
+    )

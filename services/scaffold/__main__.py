@@ -1,5 +1,0 @@
-import sys
-
-from services.scaffold.cli import main
-
-sys.exit(main())
