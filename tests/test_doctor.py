@@ -8,7 +8,6 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,26 +160,28 @@ def test_open_without_a_browser_prints_the_url_and_login(stack: RunningStack) ->
     assert f"{stack.jupyter_url}/lab?token={stack.jupyter_token}" in result.stderr
 
 
-def test_documented_logs_follow_form_follows(stack: RunningStack) -> None:
+def test_documented_logs_follow_form_follows(stack: RunningStack, tmp_path: Path) -> None:
     """`nox -s logs -- airflow -f` (README): shows Airflow's logs and keeps following them."""
-    follower = subprocess.Popen(
-        [stack.run.python, "-m", "services", "logs", "airflow", "-f", "-n", "1"],
-        env=stack.run.env,
-        cwd=stack.run.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     log = Path(stack.state_dir) / "logs" / "airflow-scheduler.log"
-    try:
-        time.sleep(3)
-        assert follower.poll() is None, follower.communicate()
+    with out.open("w") as stdout, err.open("w") as stderr:
+        follower = subprocess.Popen(
+            [stack.run.python, "-m", "services", "logs", "airflow", "-f", "-n", "1"],
+            env=stack.run.env,
+            cwd=stack.run.root,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:  # a busy machine may take a while to import; then it must still be running
+        assert poll_until(lambda: "airflow-triggerer.log" in err.read_text(), 120), err.read_text()
+        assert follower.poll() is None, err.read_text()
         with log.open("a") as handle:
             handle.write("a line appended by test_doctor\n")
-        time.sleep(3)
+        appended = "airflow-scheduler | a line appended by test_doctor"
+        assert poll_until(lambda: appended in out.read_text(), 30), out.read_text()[-2000:]
     finally:
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=10)
-    assert "airflow-scheduler.log" in err and "airflow-api-server.log" in err, err
-    assert "airflow-scheduler | a line appended by test_doctor" in out, out[-2000:]
-    assert "jupyter.log" not in err, "only the named service"
+        follower.wait(timeout=30)
+    headers = err.read_text()
+    assert "airflow-scheduler.log" in headers and "airflow-api-server.log" in headers, headers
+    assert "jupyter.log" not in headers, "only the named service"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import urllib3
 from minio import Minio
-from minio.error import S3Error, ServerError
+from minio.error import MinioException, S3Error
 
 from services.engine.layout import venv_bin
 from services.engine.records import (
@@ -129,7 +129,9 @@ def _answers_signed(endpoint: str, access_key: str, secret_key: str) -> HealthPr
             client.list_buckets()
         except S3Error as error:  # it answers, but refuses the keys (or another S3 error)
             return Health(False, f"{endpoint}: {error.code}: {error.message}")
-        except (ServerError, urllib3.exceptions.HTTPError) as error:
+        except MinioException as error:  # e.g. rclone's refusal, in a content type minio rejects
+            return Health(False, f"{endpoint}: {str(error).splitlines()[0][:200]}")
+        except urllib3.exceptions.HTTPError as error:
             return Health(False, f"{endpoint}: {type(error).__name__}")
         return Health(True)
 
