@@ -86,11 +86,7 @@ def _versions(root: Path, nox_version: str | None) -> list[Finding]:
         )
     ]
     lock = root / "uv.lock"
-    uv = subprocess.run([*uv_command(), "--version"], capture_output=True, text=True, timeout=30)
-    tools = {
-        "nox": nox_version or importlib.metadata.version("nox"),
-        "uv": uv.stdout.split()[1] if uv.returncode == 0 else "not found",
-    }
+    tools = {"nox": nox_version or importlib.metadata.version("nox"), "uv": _uv_version()}
     for tool, version in tools.items():
         wanted = locked_version(tool, lock)
         same = version == wanted
@@ -103,6 +99,15 @@ def _versions(root: Path, nox_version: str | None) -> list[Finding]:
             )
         )
     return found
+
+
+def _uv_version() -> str:
+    try:
+        command = uv_command()
+    except SystemExit:  # uv_command explains a missing uv this way; here it is a finding
+        return "not found"
+    uv = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30)
+    return uv.stdout.split()[1] if uv.returncode == 0 else "not found"
 
 
 def _memory(running: bool) -> Finding:
