@@ -9,6 +9,7 @@ lives in `services/` and `devtools/`, where tests can reach it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -24,9 +25,10 @@ nox.options.sessions = ["lint", "test"]
 nox.options.default_venv_backend = "none"
 
 
-def _stack(session: nox.Session, command: str) -> None:
+def _stack(session: nox.Session, command: str, *options: str) -> None:
     session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services", command, *session.posargs, external=True)
+    argv = [venv_python(), "-m", "services", command, *options, *session.posargs]
+    session.run(*argv, external=True)
 
 
 @nox.session
@@ -60,6 +62,18 @@ def logs(session: nox.Session) -> None:
 
 
 @nox.session
+def doctor(session: nox.Session) -> None:
+    """Check memory, disk, ports, leftovers, versions and backends; exits 1 if `up` would fail."""
+    _stack(session, "doctor", "--nox-version", importlib.metadata.version("nox"))
+
+
+@nox.session(name="open")
+def open_ui(session: nox.Session) -> None:
+    """Open a UI with its login where it allows (`-- jupyter`, `-- mlflow`; Airflow by default)."""
+    _stack(session, "open")
+
+
+@nox.session
 def clean(session: nox.Session) -> None:
     """Delete all state (data, databases, logs): `nox -s clean -- --yes`."""
     _stack(session, "clean")
@@ -74,10 +88,11 @@ def test(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check."""
+    """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml)."""
     session.run(*sync_command(), external=True, silent=True)
     session.run(venv_python(), "-m", "ruff", "check", ".", external=True)
     session.run(venv_python(), "-m", "ruff", "format", "--check", ".", external=True)
+    session.run(venv_python(), "-m", "mypy", external=True)
 
 
 @nox.session

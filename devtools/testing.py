@@ -2,8 +2,8 @@
 
 Registered in the root `conftest.py`, so both `tests/` and `project/tests/` can ask for
 `stack` (the whole stack, started once per test session) or build their own with `StackRun`.
-It also hands tests the stack's own helpers (`poll_until`, `s3_client`), so no test writes
-them again.
+It also hands tests the stack's own helpers (`poll_until`) and a boto3 client (`s3_client`),
+so no test writes them again.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
+from botocore.client import BaseClient
+from botocore.config import Config
 
 from devtools.harness import StackRun, free_ports
 from services.engine.processes import poll_until
 from services.engine.status import ProgramStatus
 from services.plan import StatusReport
-from services.s3.service import s3_client
 
 __all__ = [
     "RunningStack",
+    "S3Server",
     "StackRun",
     "free_ports",
     "nox_sessions",
@@ -35,6 +38,35 @@ __all__ = [
     "stack",
     "stack_without_object_store",
 ]
+
+
+def s3_client(endpoint: str, access_key: str, secret_key: str) -> BaseClient:
+    """A boto3 client of the stack's S3 server (path-style, as MinIO and rclone expect): the
+    library the example's data I/O and MLflow's artifact store use, so tests see what they see."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+    )
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """The stack's S3 service under test, as its client environment describes it."""
+
+    env: dict[str, str]  # the stack's client environment, but MLflow's URL (none runs here)
+
+    @property
+    def endpoint(self) -> str:
+        return self.env["AWS_ENDPOINT_URL_S3"]
+
+    def client(self) -> BaseClient:
+        return s3_client(
+            self.endpoint, self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
+        )
 
 
 def nox_sessions(noxfile: Path) -> set[str]:

@@ -33,7 +33,7 @@ def venv_python(root: Path = REPO_ROOT) -> str:
 
 def _uv_from_module() -> str | None:
     try:
-        from uv import find_uv_bin  # type: ignore[import-not-found]
+        from uv import find_uv_bin
     except ImportError:
         return None
     return find_uv_bin()

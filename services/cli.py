@@ -1,4 +1,4 @@
-"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env.
+"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env, doctor, open.
 
 Each command resolves the settings once (`StackPlan`), builds the engine from the catalog and
 prints what it did; nothing here knows how a service runs.
@@ -11,21 +11,24 @@ import json
 import shlex
 import sys
 import time
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from services.catalog import stack_of
+from services.doctor import Verdict, examine
 from services.engine.layout import UnsafeStateError, tail
 from services.engine.ports import PortTaken
 from services.engine.stack import ServiceFailed, StackError
 from services.engine.status import ServiceState
 from services.engine.supervisor import SupervisorError
 from services.plan import StackPlan, StatusReport
-from services.settings import SettingsError, load_settings
+from services.settings import REPO_ROOT, SettingsError, load_settings
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -35,6 +38,8 @@ EXIT_NOT_RUNNING = 3
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.run is _doctor:  # reports bad settings in its table instead of stopping at them
+        return _doctor(args)
     try:
         plan = StackPlan.of(load_settings())
         return args.run(plan, args)
@@ -62,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2ops", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Command | PlanFree, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run)
         return sub
@@ -85,10 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     clean = command("clean", _clean, "Delete all state: data, databases, logs.")
     clean.add_argument("--yes", action="store_true", help="confirm: this deletes everything")
     command("env", _env, "Print the client environment as shell exports.")
+    doctor = command("doctor", _doctor, "Check this machine for `up`; exits 1 if up would fail.")
+    doctor.add_argument("--nox-version", help="the nox that runs the session (nox -s doctor)")
+    opener = command("open", _open, "Open a service's UI in the browser ($BROWSER honoured).")
+    opener.add_argument("service", nargs="?", default="airflow", metavar="SERVICE")
     return parser
 
 
 Command = Callable[[StackPlan, argparse.Namespace], int]
+PlanFree = Callable[[argparse.Namespace], int]  # doctor: runs without a valid plan
 
 
 def _up(plan: StackPlan, args: argparse.Namespace) -> int:
@@ -207,6 +217,46 @@ def _clean(plan: StackPlan, args: argparse.Namespace) -> int:
         )
         return 2
     console.print(f"Deleted {stack_of(plan).clean()}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    findings = examine(load_settings, REPO_ROOT, args.nox_version)
+    colours = {Verdict.OK: "green", Verdict.WARN: "yellow", Verdict.FAIL: "red"}
+    table = Table(title="H2Ops doctor", title_justify="left")
+    for column in ("check", "result", "seen", "what to do"):
+        table.add_column(column, overflow="fold")
+    for finding in findings:
+        verdict = f"[{colours[finding.verdict]}]{finding.verdict}[/]"
+        table.add_row(finding.check, verdict, escape(finding.detail), escape(finding.fix))
+    stdout.print(table)
+    failed = [finding.check for finding in findings if finding.verdict is Verdict.FAIL]
+    if failed:
+        console.print(f"[red]`up` would fail:[/red] {', '.join(failed)}")
+        return 1
+    console.print("Ready for `nox -s up`.")
+    return 0
+
+
+def _open(plan: StackPlan, args: argparse.Namespace) -> int:
+    stack = stack_of(plan)
+    (service,) = stack.select([args.service], with_requirements=False)  # unknown: StackError
+    if service.ui is None:
+        console.print(f"{service.name} has no UI to open; {service.login}", markup=False)
+        return 1
+    state = plan.report(stack.status()).service(service.name)
+    if not state.healthy:
+        console.print(f"{service.name} is not running: `nox -s up` first")
+        return EXIT_NOT_RUNNING
+    try:
+        opened = webbrowser.get().open(service.ui)
+    except webbrowser.Error:
+        opened = False
+    if opened:
+        console.print(f"Opened {service.title} at {service.url}; {service.login}")
+    else:  # no browser here (a server, a container): the user opens it where they are
+        console.print(f"No browser found ($BROWSER is not set). Open:\n  {service.ui}")
+        console.print(service.login, markup=False)
     return 0
 
 

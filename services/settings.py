@@ -166,7 +166,7 @@ def load_settings(root: Path = REPO_ROOT) -> StackSettings:
     sources: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
     sources = (_sources(env_file, root), {})
     try:
-        settings = StackSettings(_build_sources=sources)  # type: ignore[call-arg]
+        settings = StackSettings(_build_sources=sources)
     except ValidationError as error:
         raise SettingsError(_explain(error, env_file, lines)) from None
     return settings.resolve_paths(root)

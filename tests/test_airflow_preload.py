@@ -92,6 +92,7 @@ def component_pid(output_line: str) -> int:
 def sleeping_component(path: Path, name: str, cwd: Path) -> tuple[subprocess.Popen, int]:
     """A client and the pid of its forked stand-in, which sleeps until signalled."""
     run = client(path, name, "sleep", cwd=cwd)
+    assert run.stdout is not None, "client() pipes stdout"
     return run, component_pid(run.stdout.readline())
 
 
@@ -176,7 +177,11 @@ def test_a_stop_signal_right_after_the_fork_is_not_lost(server, tmp_path: Path) 
     for _ in range(10):
         run = client(path, "early", "sleep", cwd=tmp_path)
         known = {child.pid for child in psutil.Process(process.pid).children()}
-        wait_for(lambda known=known: len(psutil.Process(process.pid).children()) > len(known))
+
+        def forked(known: set[int] = known) -> bool:
+            return len(psutil.Process(process.pid).children()) > len(known)
+
+        wait_for(forked)
         os.killpg(run.pid, signal.SIGTERM)  # the component may not have run a line yet
         assert run.wait(timeout=10) in (7, 128 + signal.SIGTERM)
 

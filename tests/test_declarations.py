@@ -6,6 +6,7 @@ import os
 import shlex
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from supervisor.options import ServerOptions
@@ -28,8 +29,8 @@ CLIENT_VARIABLES = {
 }
 
 
-def make_settings(tmp_path: Path, **values: object) -> StackSettings:
-    defaults = {
+def make_settings(tmp_path: Path, **values: Any) -> StackSettings:
+    defaults: dict[str, Any] = {
         "s3_access_key": "access",
         "s3_secret_key": "secret",
         "airflow_password": "pw",

@@ -41,3 +41,34 @@ def test_readme_lists_every_setting() -> None:
         if name == "airflow_username":
             continue
         assert f"H2OPS_{name.upper()}" in README, name
+
+
+def documented_logs_commands() -> list[str]:
+    """Every concrete `nox -s logs ...` the README and the sessions' help show (no synopsis)."""
+    noxfile = (ROOT / "noxfile.py").read_text()
+    found = re.findall(r"`(nox -s logs[^`\[]*)`", README + noxfile)
+    return sorted({command.strip() for command in found})
+
+
+def test_documented_logs_forms_parse_as_services_and_options() -> None:
+    """`nox -s logs -- airflow -- -f` once read `-f` as a service: each documented form must
+    name only services and give options as options."""
+    import shlex
+
+    from services.catalog import declare_services
+    from services.cli import _parser
+    from services.plan import StackPlan
+    from services.settings import StackSettings
+
+    known = {service.name for service in declare_services(StackPlan.of(StackSettings()))}
+    commands = documented_logs_commands()
+    assert "nox -s logs -- airflow -f" in commands, commands
+    for command in commands:
+        words = shlex.split(command)
+        posargs = words[words.index("--") + 1 :] if "--" in words else []
+        assert "--" not in posargs, f"{command}: nox passes a second `--` on as an argument"
+        args = _parser().parse_args(["logs", *posargs])
+        named = {name for name in args.services if name != "SERVICE"}  # SERVICE: a placeholder
+        assert named <= known, f"{command}: {args.services} are not all services"
+    synopsis = re.search(r"`nox -s logs (\[[^`]*)`", README)
+    assert synopsis and synopsis.group(1).count("--") == 1, "the synopsis has one `--`"

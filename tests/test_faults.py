@@ -212,3 +212,29 @@ def test_airflow_preload_switched_off_takes_effect_on_restart(run: StackRun) -> 
     assert "airflow-preload" not in [p.name for p in now.programs]
     commands = [" ".join(p.cmdline()) for p in marked_processes(run) if p.is_running()]
     assert not any(preload.__name__ in command for command in commands), commands
+
+
+def test_s3_is_healthy_only_with_the_stack_keys_and_buckets_are_made_once(run: StackRun) -> None:
+    """The S3 probe signs a request (minio client): a server that refuses the keys is not
+    healthy; creating the buckets again leaves them, and what is in them, alone."""
+    import httpx
+
+    from services.s3.service import _answers_signed, create_buckets
+    from services.settings import StackSettings
+
+    run.up("s3")
+    env = run.status().environment
+    endpoint, key, secret = (
+        env["AWS_ENDPOINT_URL_S3"],
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+    )
+    with httpx.Client() as client:
+        assert _answers_signed(endpoint, key, secret)(client).healthy
+        refused = _answers_signed(endpoint, key, "not-the-secret")(client)
+    assert not refused.healthy and endpoint in refused.detail, refused
+    s3(run).put_object(Bucket="data", Key="kept.txt", Body=b"kept")
+    create_buckets(StackSettings(s3_access_key=key, s3_secret_key=secret), endpoint)
+    names = {bucket["Name"] for bucket in s3(run).list_buckets()["Buckets"]}
+    assert {"mlflow", "data"} <= names
+    assert s3(run).get_object(Bucket="data", Key="kept.txt")["Body"].read() == b"kept"

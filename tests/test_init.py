@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from devtools.init import InitError
-from devtools.init.answers import Answers, package_from_name
+from devtools.init.answers import Answers, DagStyle, package_from_name
 from devtools.init.cli import main
 from devtools.init.plan import new_files
 from devtools.init.project_state import ProjectState, current_package
@@ -409,7 +409,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
 @pytest.mark.parametrize(
     ("examples", "dags"), [(True, "python"), (True, "yaml"), (False, "both"), (False, "python")]
 )
-def test_every_edit_finds_what_it_edits_in_this_repository(examples: bool, dags: str) -> None:
+def test_every_edit_finds_what_it_edits_in_this_repository(examples: bool, dags: DagStyle) -> None:
     """In memory, on this checkout's files: a README reworded so that one of init's edits no
     longer finds its place fails here, not silently in a user's repository."""
     files = read_files(ROOT)

@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,7 +176,7 @@ def open_stack(other_user: pwd.struct_passwd) -> Iterator[RunningStack]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def as_user(user: pwd.struct_passwd, probe: Callable[[], object]) -> object:
+def as_user(user: pwd.struct_passwd, probe: Callable[[], object]) -> Any:
     """Run probe in a fork that became user (no exec: the interpreter may sit in root's home),
     and return what it returned (JSON)."""
     read_end, write_end = os.pipe()

@@ -526,6 +526,7 @@ def test_workflows_pass_actionlint(tmp_path):
 def test_workflows_run_every_way_in_on_push_and_pull_request():
     ci = workflows()["ci.yml"]
     triggers = ci.get("on", ci.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert triggers is not None, "ci.yml has no triggers"
     assert {"push", "pull_request"} <= set(triggers)
     jobs = ci["jobs"]
     assert {"lint", "test", "e2e", "nix", "devcontainer"} <= set(jobs)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TextIO, TypeVar, cast
 
 from rich.console import Console
 from rich.prompt import Confirm, Prompt
@@ -146,11 +146,12 @@ def _answers(
     def answer(flag: str, question: str, default: str | None, check: Callable[[str], T]) -> T:
         given = getattr(args, flag)
         if given is not None or ask is None:
-            if given is None and default is None:
+            value: str | None = given if given is not None else default
+            if value is None:
                 raise InitError(
                     f"pass --{flag}: with --yes nothing is asked, and it has no default"
                 )
-            return check(given if given is not None else default)
+            return check(value)
         return ask.text(question, default, check)
 
     def package_check(package: str) -> str:
@@ -184,7 +185,7 @@ def _layout(
     examples, dags, object_store = args.examples, args.dags, args.object_store
     if examples is None:
         asked = ask is not None and state.examples
-        examples = ask.confirm("Keep the worked example?") if asked else state.examples
+        examples = ask.confirm("Keep the worked example?") if ask and asked else state.examples
     if (
         dags is None
         and ask is not None
@@ -203,14 +204,17 @@ class _Questions:
     """rich prompts that re-ask until an answer passes its check."""
 
     def __init__(self, stream: IO[str] | None) -> None:
-        self.stream = _TerminalLines(stream) if stream is not None else None
+        # rich reads answers with `stream.readline()` only, which is all _TerminalLines has.
+        self.stream = cast(TextIO, _TerminalLines(stream)) if stream is not None else None
 
     def text(self, question: str, default: str | None, check: Callable[[str], T]) -> T:
         failures = 0
         while True:
             # No default means rich asks until it gets an answer.
-            defaults = {} if default is None else {"default": default}
-            reply = Prompt.ask(question, console=console, stream=self.stream, **defaults)
+            if default is None:
+                reply = Prompt.ask(question, console=console, stream=self.stream)
+            else:
+                reply = Prompt.ask(question, console=console, stream=self.stream, default=default)
             try:
                 return check(reply)
             except InitError as error:

@@ -38,7 +38,7 @@ def example_inference() -> None:
     def predict(batch: dict[str, str]) -> dict[str, Any]:
         return workflow_steps.predict_water_masks(batch["dataset"], batch["batch_id"])
 
-    predict(receive_new_tiles())
+    predict(receive_new_tiles())  # type: ignore[arg-type]  # an XComArg where a dict is typed
 
 
 example_inference()

@@ -15,32 +15,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
-from devtools.testing import StackRun, s3_client
+from devtools.testing import S3Server, StackRun
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_DIR / "dags"
-
-
-@dataclass(frozen=True)
-class S3Server:
-    """The stack's S3 service under test, as its client environment describes it."""
-
-    env: dict[str, str]  # the stack's client environment, but MLflow's URL (none runs here)
-
-    @property
-    def endpoint(self) -> str:
-        return self.env["AWS_ENDPOINT_URL_S3"]
-
-    def client(self) -> BaseClient:
-        return s3_client(
-            self.endpoint, self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
-        )
 
 
 @pytest.fixture(scope="session")

@@ -217,6 +217,7 @@ def test_registry_has_a_champion_from_the_training_run(
 ) -> None:
     client = MlflowClient(tracking_uri=any_stack.mlflow_url)
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    assert champion.run_id is not None, "the champion was logged from a run"
     run = client.get_run(champion.run_id)
     assert run.data.metrics["best_val_iou"] > 0.8
     assert run.info.start_time >= _epoch_ms(pipeline_runs["training"]["start_date"]) - 1000
@@ -228,7 +229,7 @@ def test_model_files_are_in_the_artifact_store(
     champion = MlflowClient(tracking_uri=any_stack.mlflow_url).get_model_version_by_alias(
         MODEL_NAME, CHAMPION_ALIAS
     )
-    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    model_id = champion.model_id or str(champion.source).removeprefix("models:/")
     if not any_stack.s3_endpoint:  # artifacts live in a local folder under the state dir
         root = Path(any_stack.state_dir) / "mlflow" / "artifacts"
         keys = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()]

@@ -67,4 +67,5 @@ def test_registering_moves_the_alias_to_the_new_version(
     alias_version = MlflowClient().get_model_version_by_alias("registry-test-model", "champion")
     assert (first, second, str(alias_version.version)) == ("1", "2", "2")
     champion = load_champion("models:/registry-test-model@champion")
-    assert champion.predict(generate_tile("t", seed=1, size=8).bands[None]).shape == (1, 8, 8)
+    masks: np.ndarray = np.asarray(champion.predict(generate_tile("t", seed=1, size=8).bands[None]))
+    assert masks.shape == (1, 8, 8)

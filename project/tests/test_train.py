@@ -54,7 +54,9 @@ def test_search_logs_one_nested_run_per_configuration_and_keeps_the_best(
     result = run_hyperparameter_search(data, search_space=TINY_SEARCH_SPACE, experiment_name=name)
 
     client = MlflowClient()
-    experiment_id = client.get_experiment_by_name(name).experiment_id
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None, name
+    experiment_id = experiment.experiment_id
     children = client.search_runs(
         [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
     )

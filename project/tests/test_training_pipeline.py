@@ -20,7 +20,7 @@ from water_mapping.utils.data_store import open_data_store
 from water_mapping.workflow_steps import PREDICTIONS_PREFIX
 
 if TYPE_CHECKING:
-    from conftest import S3Server
+    from devtools.testing import S3Server
 
 pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
@@ -49,6 +49,7 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
 
     client = MlflowClient()
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    assert champion.run_id is not None, "the champion was logged from a run"
     parent = client.get_run(champion.run_id)
     children = client.search_runs(
         [parent.info.experiment_id],
@@ -57,7 +58,7 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
     assert len(children) >= 2
     assert parent.data.metrics["best_val_iou"] > 0.8
     model_files = _keys(pipeline_env, "mlflow")
-    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    model_id = champion.model_id or str(champion.source).removeprefix("models:/")
     assert any(model_id in key and key.endswith("MLmodel") for key in model_files), (
         champion.source,
         model_files,

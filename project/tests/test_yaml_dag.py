@@ -18,7 +18,7 @@ from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MOD
 from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
 
 if TYPE_CHECKING:
-    from conftest import S3Server
+    from devtools.testing import S3Server
 
 pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"

@@ -488,8 +488,8 @@ def run(path: Path, argv: list[str], connect_timeout: float) -> int:
         raise PreloadError(f"airflow-preload refused to start airflow {' '.join(argv)}")
     pid = int(reply)
     client.settimeout(None)
-    for signum in held:
-        signal_group(pid, signum)
+    for held_signal in held:
+        signal_group(pid, held_signal)
     reply = reader.readline()  # blocks until the component exits (signals are handled meanwhile)
     if reply.startswith(b"exit "):
         code = int(reply.split()[1])

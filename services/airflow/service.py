@@ -122,6 +122,10 @@ def declare(plan: StackPlan) -> Service:
         url=url,
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
+        # The simple auth manager logs in only through its own form (a token it sets itself);
+        # its one way around the form, `simple_auth_manager_all_admins`, turns logins off.
+        ui=url,
+        login=f"log in as {settings.airflow_username} / {settings.airflow_password}",
         prepare=lambda: prepare_home(settings, environment, layout.log_file("airflow-migrate")),
     )
 

@@ -33,6 +33,13 @@ class Program:
     environment: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
     stop_seconds: int = 15
+    # Programs `command` runs in turn (a launcher's target), so `doctor` checks them too.
+    runs: tuple[str, ...] = ()
+
+    @property
+    def executables(self) -> tuple[str, ...]:
+        """Every executable this program needs on disk: its command's first word, and `runs`."""
+        return (self.command[0], *self.runs)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class Service:
     prepare: Callable[[], None] | None = None  # one-shot work before the programs start
     after_ready: Callable[[], None] | None = None  # one-shot work once healthy
     details: dict[str, str] = field(default_factory=dict)  # shown by `status`, e.g. backend
+    # What `open` shows a browser, with the login in it where the service accepts that
+    # (None: no UI), and how to log in where it does not.
+    ui: str | None = None
+    login: str = ""
 
     @property
     def program_names(self) -> list[str]:

@@ -62,5 +62,8 @@ def declare(plan: StackPlan) -> Service:
             f"{url}/api/status", headers={"Authorization": f"token {settings.jupyter_token}"}
         ),
         ports={"H2OPS_JUPYTER_PORT": port},
+        # Jupyter's own way in: the token in the URL logs the browser in and sets its cookie.
+        ui=f"{url}/lab?token={settings.jupyter_token}",
+        login="the token is in the URL (also `jupyter_token` in `nox -s status`)",
         prepare=lambda: (home / "runtime").mkdir(parents=True, exist_ok=True),
     )

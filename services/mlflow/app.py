@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow.server.handlers import initialize_backend_stores
     from mlflow.utils.server_cli_utils import resolve_default_artifact_root
 
-    artifact_root = resolve_default_artifact_root(True, None, args.backend_store_uri)
+    artifact_root = resolve_default_artifact_root(True, "", args.backend_store_uri)
     os.environ.update(
         {
             BACKEND_STORE_URI_ENV_VAR: args.backend_store_uri,
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve_ui_with_defaults(app: Flask) -> None:
     """Serve the UI's page (MLflow's `serve` view) with UI_DEFAULTS set before the UI reads them."""
+    if app.static_folder is None:
+        return
     index = Path(app.static_folder) / "index.html"
     if not index.exists():  # a source checkout of MLflow without its built UI
         return

@@ -57,6 +57,8 @@ def declare(plan: StackPlan) -> Service:
             )
         ],
         url=url,
+        ui=url,
+        login="no login (loopback only)",
         probe=http_ok(f"{url}/health"),
         ports={"H2OPS_MLFLOW_PORT": settings.mlflow_port},
         requires=requires,

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import httpx
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
 
 from services.engine.layout import venv_bin
 from services.engine.records import (
@@ -21,17 +25,15 @@ from services.engine.records import (
     Program,
     Service,
     SwitchedOff,
-    http_ok,
 )
 from services.s3 import rclone_exec
 from services.settings import StackSettings
 
 if TYPE_CHECKING:
-    from botocore.client import BaseClient
-
     from services.plan import StackPlan
 
 BUCKETS = ("mlflow", "data")
+REGION = "us-east-1"  # what the client environment sets (AWS_DEFAULT_REGION)
 
 
 def declare(plan: StackPlan) -> Declared:
@@ -62,15 +64,15 @@ def declare(plan: StackPlan) -> Declared:
                 "MINIO_BROWSER_REDIRECT": "off",
             },
         )
-        probe = http_ok(f"{endpoint}/minio/health/live")
     else:
+        rclone = venv_bin("rclone")
         program = Program(
             name="s3",
             command=[
                 sys.executable,
                 "-m",
                 rclone_exec.__name__,
-                venv_bin("rclone"),
+                rclone,
                 "serve",
                 "s3",
                 "--addr",
@@ -83,11 +85,15 @@ def declare(plan: StackPlan) -> Declared:
                 "H2OPS_RCLONE_SECRET_KEY": settings.s3_secret_key,
                 "RCLONE_CONFIG": str(layout.service_dir("s3-config") / "rclone.conf"),
             },
+            runs=(rclone,),
         )
-        probe = _answers_s3(endpoint)
+    probe = _answers_signed(endpoint, settings.s3_access_key, settings.s3_secret_key)
     details = {"backend": backend, "reason": reason, "data": str(data)}
+    keys = f"access key {settings.s3_access_key}, secret key {settings.s3_secret_key}"
+    ui, login = None, f"no UI: an S3 API at {endpoint}, {keys}"
     if backend == "minio":
-        details["console"] = plan.url(settings.s3_console_port)
+        details["console"] = ui = plan.url(settings.s3_console_port)
+        login = f"log in with the S3 keys: {keys}"
     return Service(
         name="s3",
         title=f"S3 ({backend})",
@@ -98,6 +104,8 @@ def declare(plan: StackPlan) -> Declared:
         prepare=lambda: data.mkdir(parents=True, exist_ok=True),
         after_ready=lambda: create_buckets(settings, endpoint),
         details=details,
+        ui=ui,
+        login=login,
     )
 
 
@@ -111,40 +119,46 @@ def _require_minio() -> str:
     return path
 
 
-def _answers_s3(endpoint: str) -> HealthProbe:
-    """rclone has no health route: an S3 error answer to an unsigned request means it serves."""
+def _answers_signed(endpoint: str, access_key: str, secret_key: str) -> HealthProbe:
+    """Healthy when the server answers a request signed with the stack's keys (ListBuckets):
+    serving, and serving with these credentials. MinIO and rclone answer it alike."""
+    client = minio_client(endpoint, access_key, secret_key, retries=0)
 
-    def probe(client: httpx.Client) -> Health:
+    def probe(_client: httpx.Client) -> Health:
         try:
-            response = client.head(f"{endpoint}/")
-        except httpx.HTTPError as error:
+            client.list_buckets()
+        except S3Error as error:  # it answers, but refuses the keys (or another S3 error)
+            return Health(False, f"{endpoint}: {error.code}: {error.message}")
+        except MinioException as error:  # e.g. rclone's refusal, in a content type minio rejects
+            return Health(False, f"{endpoint}: {str(error).splitlines()[0][:200]}")
+        except urllib3.exceptions.HTTPError as error:
             return Health(False, f"{endpoint}: {type(error).__name__}")
-        if response.status_code < 500:
-            return Health(True)
-        return Health(False, f"{endpoint}: HTTP {response.status_code}")
+        return Health(True)
 
     return probe
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str) -> BaseClient:
-    """A boto3 client for the stack's S3 server (path-style, as MinIO and rclone expect)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+def minio_client(endpoint: str, access_key: str, secret_key: str, retries: int = 3) -> Minio:
+    """A client of the stack's S3 server: plain HTTP on loopback, fixed region (no lookup),
+    short timeouts so a health probe never hangs."""
+    url = urllib.parse.urlsplit(endpoint)
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=2, read=10),
+        retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=(503,)),
+    )
+    return Minio(
+        url.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=url.scheme == "https",
+        region=REGION,
+        http_client=http,
     )
 
 
 def create_buckets(settings: StackSettings, endpoint: str) -> None:
     """Create the buckets the stack and the example need; existing ones are left alone."""
-    client = s3_client(endpoint, settings.s3_access_key, settings.s3_secret_key)
-    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    client = minio_client(endpoint, settings.s3_access_key, settings.s3_secret_key)
     for bucket in BUCKETS:
-        if bucket not in existing:
-            client.create_bucket(Bucket=bucket)
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)

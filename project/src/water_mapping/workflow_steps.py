@@ -114,7 +114,9 @@ def predict_water_masks(
 
     store = open_data_store()
     tiles = read_tiles(store, dataset)
-    raw_masks = load_champion(model_uri).predict(np.stack([tile.bands for tile in tiles]))
+    raw_masks: np.ndarray = np.asarray(
+        load_champion(model_uri).predict(np.stack([t.bands for t in tiles]))
+    )
     rows = []
     for tile, raw_mask in zip(tiles, raw_masks, strict=True):
         mask = clean_water_mask(raw_mask)

@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel
 from mlflow.types import Schema, TensorSpec
 from sklearn.base import ClassifierMixin
 
@@ -29,7 +30,7 @@ SIGNATURE = ModelSignature(
 )
 
 
-class WaterMaskModel(mlflow.pyfunc.PythonModel):
+class WaterMaskModel(PythonModel):
     """A fitted per-pixel classifier applied tile by tile to raw reflectance bands.
 
     Built empty by MLflow from `model_code.py`, it loads the classifier from the model's
@@ -55,6 +56,8 @@ class WaterMaskModel(mlflow.pyfunc.PythonModel):
         return np.stack([self._predict_tile(tile) for tile in bands])
 
     def _predict_tile(self, bands: np.ndarray) -> np.ndarray:
+        if self.classifier is None:
+            raise RuntimeError("WaterMaskModel has no classifier: pass one, or load it by MLflow")
         labels = self.classifier.predict(pixel_features(bands))
         return labels.reshape(bands.shape[1:]).astype(np.uint8)
 

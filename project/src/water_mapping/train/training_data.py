@@ -7,6 +7,7 @@ sides, so validation scores say how the model does on a tile it has never seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -19,6 +20,14 @@ class TrainingData:
     features: np.ndarray  # (pixels, features) sampled from the training tiles
     labels: np.ndarray  # (pixels,)
     validation: list[FeatureSet]  # whole tiles, scored as masks
+
+
+class SplitOptions(TypedDict, total=False):
+    """`split_by_tile`'s options, so `load_training_data` passes them on with their types."""
+
+    validation_fraction: float
+    max_pixels_per_tile: int
+    seed: int
 
 
 def split_by_tile(
@@ -41,7 +50,9 @@ def split_by_tile(
     )
 
 
-def load_training_data(store: DataStore, dataset: str, **split_options: float) -> TrainingData:
+def load_training_data(
+    store: DataStore, dataset: str, **split_options: Unpack[SplitOptions]
+) -> TrainingData:
     """Read a dataset's feature sets and split them; see `split_by_tile` for the options."""
     return split_by_tile(read_feature_sets(store, dataset), **split_options)
 

@@ -59,7 +59,7 @@ class S3DataStore:
     def list_keys(self, prefix: str = "") -> list[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         paginator = self._client.get_paginator("list_objects_v2")
-        keys = []
+        keys: list[str] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
             keys.extend(item["Key"][len(root) :] for item in page.get("Contents", []))
         return sorted(keys)
@@ -105,7 +105,7 @@ def open_data_store(base_url: str | None = None) -> DataStore:
 def put_arrays(store: DataStore, key: str, **arrays: np.ndarray) -> str:
     """Write named arrays as one compressed .npz object; returns its URL."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
     return store.put_bytes(key, buffer.getvalue())
 
 

@@ -33,7 +33,9 @@ def plot_tile_truth_prediction(
     title: str = "",
 ) -> Figure:
     """Tile, ground truth and predicted mask side by side; omits truth when it is unknown."""
-    panels = [("tile (true colour)", true_colour(bands), None)]
+    panels: list[tuple[str, np.ndarray, str | None]] = [
+        ("tile (true colour)", true_colour(bands), None)
+    ]
     if truth is not None:
         panels.append(("ground truth", truth, "Blues"))
     panels.append(("prediction", prediction, "Blues"))

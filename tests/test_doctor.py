@@ -1,0 +1,187 @@
+"""`h2ops doctor` and `h2ops open`, on real processes: a free machine, a port held by another
+socket, processes a killed supervisor left, and a browser ($BROWSER) handed the UI's URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.testing import RunningStack, StackRun, poll_until, running
+from services.engine.supervisor import marked_processes
+
+pytestmark = pytest.mark.stack
+
+
+def doctor(run: StackRun) -> subprocess.CompletedProcess[str]:
+    # A wide terminal, so the table's cells are not folded across lines.
+    return run.cli("doctor", "--nox-version", "0", timeout=120)
+
+
+def row(result: subprocess.CompletedProcess[str], check: str) -> str:
+    """The table row whose first cell is `check`."""
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) > 2 and cells[1] == check:
+            return line
+    raise AssertionError(f"no row {check!r} in:\n{result.stdout}")
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[StackRun]:
+    stack_run = StackRun(tmp_path, extra_env={"COLUMNS": "200"})
+    try:
+        yield stack_run
+    finally:
+        stack_run.down()
+
+
+def test_doctor_passes_on_a_free_machine(run: StackRun) -> None:
+    result = doctor(run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for variable in ("H2OPS_S3_PORT", "H2OPS_MLFLOW_PORT", "H2OPS_AIRFLOW_PORT"):
+        port = run.ports[variable.removeprefix("H2OPS_").removesuffix("_PORT")]
+        assert "free on 127.0.0.1" in row(result, f"port {port} ({variable})")
+    # Each declared service's executables were looked for: the catalog's, not a list here.
+    for service in ("s3", "mlflow", "airflow", "jupyter"):
+        assert " ok " in row(result, f"service {service}")
+    assert "rclone" in row(result, "service s3")
+    assert "Ready for `nox -s up`" in result.stderr
+
+
+def test_doctor_fails_naming_a_port_another_process_holds(run: StackRun) -> None:
+    port = run.ports["MLFLOW"]
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        result = doctor(run)
+    assert result.returncode == 1
+    line = row(result, f"port {port} (H2OPS_MLFLOW_PORT)")
+    assert "FAIL" in line and f"pid {os.getpid()}" in line, line
+    assert f"`up` would fail: port {port} (H2OPS_MLFLOW_PORT)" in result.stderr
+
+
+def test_doctor_fails_when_a_service_executable_is_missing(tmp_path: Path) -> None:
+    run = StackRun(tmp_path, extra_env={"COLUMNS": "200", "H2OPS_S3_BACKEND": "minio"})
+    run.extra_env["PATH"] = str(Path(run.python).parent)  # the locked tools, and no minio
+    result = doctor(run)
+    assert result.returncode == 1
+    assert "no minio binary is on PATH" in row(result, "services"), result.stdout
+
+
+def test_doctor_reports_a_leftover_stack(run: StackRun) -> None:
+    run.up("s3")
+    pidfile = run.base / "state" / "supervisord.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    left = poll_until(lambda: marked_processes(run.base / "state") or None, 10)
+    assert left
+    result = doctor(run)
+    line = row(result, "leftover processes")
+    assert "warn" in line and str(left[0].pid) in result.stdout, result.stdout
+    assert "nox -s down" in result.stdout
+    # Its S3 port is held, but by this stack: that is not a failure.
+    assert "held by this stack" in row(result, f"port {run.ports['S3']} (H2OPS_S3_PORT)")
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack, with room to start on a machine busy with other test runs."""
+    base = tmp_path_factory.mktemp("open")
+    yield from running(StackRun(base, extra_env={"H2OPS_READY_TIMEOUT": "900"}))
+
+
+def recording_browser(tmp_path: Path) -> tuple[Path, Path]:
+    """A $BROWSER that writes the URL it is given to a file, as a browser would open it."""
+    record = tmp_path / "opened.txt"
+    script = tmp_path / "browser"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{record}"\n')
+    script.chmod(stat.S_IRWXU)
+    return script, record
+
+
+def test_open_hands_the_browser_jupyter_with_its_token(stack: RunningStack, tmp_path: Path) -> None:
+    script, record = recording_browser(tmp_path)
+    run = stack.run
+    env = {**run.env, "BROWSER": str(script)}
+    opened = subprocess.run(
+        [run.python, "-m", "services", "open", "jupyter"],
+        env=env,
+        cwd=run.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert opened.returncode == 0, opened.stderr
+    (url,) = record.read_text().split()
+    assert url == f"{stack.jupyter_url}/lab?token={stack.jupyter_token}"
+    # The URL logs a browser in: JupyterLab answers it with the lab page and its auth cookie.
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200 and "JupyterLab" in page.text
+        assert browser.get(f"{stack.jupyter_url}/api/contents").status_code == 200
+
+    for service, expected in (("mlflow", stack.mlflow_url), ("airflow", stack.airflow_url)):
+        result = subprocess.run(
+            [run.python, "-m", "services", "open", service],
+            env=env,
+            cwd=run.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert record.read_text().split()[-1] == expected
+    assert stack.airflow_password in result.stderr, "Airflow's form cannot be filled: say how"
+
+
+def test_open_without_a_browser_prints_the_url_and_login(stack: RunningStack) -> None:
+    run = stack.run
+    # No $BROWSER and no browser on PATH: webbrowser finds none.
+    env = {**run.env, "PATH": str(Path(run.python).parent)}
+    for variable in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(variable, None)
+    result = subprocess.run(
+        [run.python, "-m", "services", "open", "jupyter"],
+        env=env,
+        cwd=run.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{stack.jupyter_url}/lab?token={stack.jupyter_token}" in result.stderr
+
+
+def test_documented_logs_follow_form_follows(stack: RunningStack, tmp_path: Path) -> None:
+    """`nox -s logs -- airflow -f` (README): shows Airflow's logs and keeps following them."""
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    log = Path(stack.state_dir) / "logs" / "airflow-scheduler.log"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        follower = subprocess.Popen(
+            [stack.run.python, "-m", "services", "logs", "airflow", "-f", "-n", "1"],
+            env=stack.run.env,
+            cwd=stack.run.root,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:  # a busy machine may take a while to import; then it must still be running
+        assert poll_until(lambda: "airflow-triggerer.log" in err.read_text(), 120), err.read_text()
+        assert follower.poll() is None, err.read_text()
+        with log.open("a") as handle:
+            handle.write("a line appended by test_doctor\n")
+        appended = "airflow-scheduler | a line appended by test_doctor"
+        assert poll_until(lambda: appended in out.read_text(), 30), out.read_text()[-2000:]
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=30)
+    headers = err.read_text()
+    assert "airflow-scheduler.log" in headers and "airflow-api-server.log" in headers, headers
+    assert "jupyter.log" not in headers, "only the named service"
