@@ -129,6 +129,9 @@ def _pod_environment(stack_env: dict[str, str], airflow_url: str) -> dict[str, s
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "project" / "dags"),
+        # This machine is shared and busy: the api-server may take longer than the 5 s a call
+        # gets by default (four calls timed out in a row here once).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     }
 
 
