@@ -135,6 +135,29 @@ def _pod_environment(stack_env: dict[str, str], airflow_url: str) -> dict[str, s
     }
 
 
+def _queued_workload(run: StackRun, run_id: str, task_id: str) -> str:
+    """The scheduler's half, in a process with the stack's settings: the task queued and its
+    workload as the KubernetesExecutor serialises it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from devtools.deploy import queue_workload; "
+            "print(queue_workload(*sys.argv[1:]))",
+            "example_training",
+            run_id,
+            task_id,
+        ],
+        env=run.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.mark.stack
 def test_the_worker_pod_command_completes_a_task_of_the_example_dag(tmp_path: Path) -> None:
     # A busy machine (the suite, other stacks) can take minutes to bring Airflow up.
@@ -150,23 +173,7 @@ def test_the_worker_pod_command_completes_a_task_of_the_example_dag(tmp_path: Pa
         assert response.is_success, response.text
         run_id = response.json()["dag_run_id"]
 
-        workload = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from devtools.deploy import queue_workload; "
-                "print(queue_workload(*sys.argv[1:]))",
-                "example_training",
-                run_id,
-                "generate",
-            ],
-            env=run.env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout.strip().splitlines()[-1]
+        workload = _queued_workload(run, run_id, "generate")
 
         pod_home = tmp_path / "pod"
         pod_home.mkdir()
@@ -181,10 +188,8 @@ def test_the_worker_pod_command_completes_a_task_of_the_example_dag(tmp_path: Pa
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-        state = api.get(
-            f"/dags/example_training/dagRuns/{run_id}/taskInstances/generate"
-        ).json()["state"]
-        assert state == "success", result.stdout[-3000:]
+        instance = api.get(f"/dags/example_training/dagRuns/{run_id}/taskInstances/generate")
+        assert instance.json()["state"] == "success", result.stdout[-3000:]
         client = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
         written = client.list_objects_v2(Bucket="data", Prefix="raw/").get("Contents", [])
         assert written, "the task wrote no tile to s3://data/raw/"
