@@ -60,6 +60,12 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
             "airflow.yaml: (top level): Additional properties are not allowed ('jwtSecret'",
         ),
         (
+            "values/airflow.yaml",
+            "postgresql:\n  enabled: false",
+            "postgresql:\n  enabled: 'no'",
+            "airflow.yaml: postgresql.enabled: 'no' is not of type 'boolean'",
+        ),
+        (
             "values/mlflow.yaml",
             "    port: 5000",
             "    port: '5000'",
@@ -79,7 +85,14 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
             "namespace.yaml: metadata: Additional properties are not allowed ('labelz'",
         ),
     ],
-    ids=["executor-typo", "secret-inline-key", "port-type", "secret-inline-env", "k8s-field"],
+    ids=[
+        "executor-typo",
+        "secret-inline-key",
+        "own-postgres-type",
+        "port-type",
+        "secret-inline-env",
+        "k8s-field",
+    ],
 )
 def test_a_broken_value_fails_the_check(
     tmp_path: Path, relative: str, old: str, new: str, expected: str
