@@ -111,6 +111,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def deploy(session: nox.Session) -> None:
+    """Render deploy/ (image, Helm values) from the stack's settings; `-- --check` only checks."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "devtools.deploy", *session.posargs, external=True)
+
+
+@nox.session
 def init(session: nox.Session) -> None:
     """Make the template yours: `-- --name "Lake Watch" [--no-examples] [--object-store none]`."""
     session.run(*sync_command(), external=True, silent=True)

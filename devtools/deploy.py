@@ -1,0 +1,469 @@
+"""`nox -s deploy`: render `deploy/` (the project's image and the values for the official Airflow
+and MLflow Helm charts) from the settings the local stack uses, and check it offline.
+
+The local stack is for development; a cluster runs the real engines. What both must agree on
+(the locked packages, the Airflow and Python versions, bucket names, the experiment, the image
+tag, the environment a task reads) is read here from `uv.lock`, `.python-version`, `services/`
+and `project/`, so the rendered files cannot drift from them: `--check` fails when a file is
+out of date, when a values file breaks its chart's schema (vendored in `deploy/schemas/`), when
+one of our manifests is not valid Kubernetes, or when a secret is written inline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from services.plan import NO_TELEMETRY
+from services.s3.service import BUCKETS
+from services.settings import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+# The official Apache Airflow chart (Airflow 3 from 1.17 on) and MLflow's own chart (mlflow/mlflow
+# `charts/`); their schemas in deploy/schemas/ say which commit they come from.
+AIRFLOW_CHART = ("apache-airflow/airflow", "https://airflow.apache.org", "1.18.0")
+MLFLOW_CHART = ("oci://ghcr.io/mlflow/charts/mlflow", "", "0.1.1")
+# The Kubernetes version our own manifests are checked against (kubernetes-validate's schemas).
+KUBERNETES_VERSION = "1.33.0"
+# Where the cluster keeps what must never be written into a values file: Secret name, then
+# the key in it for each environment variable (see the README's "Beyond one machine").
+S3_SECRET = (
+    "h2ops-s3",
+    {"AWS_ACCESS_KEY_ID": "access-key-id", "AWS_SECRET_ACCESS_KEY": "secret-access-key"},
+)
+AIRFLOW_SECRETS = {
+    "metadata": "h2ops-airflow-metadata",  # key `connection`: postgresql://...
+    "fernet": "h2ops-airflow-fernet",  # key `fernet-key`
+    "api": "h2ops-airflow-api-secret",  # key `api-secret-key`
+    "jwt": "h2ops-airflow-jwt",  # key `jwt-secret`
+}
+MLFLOW_DB_SECRET = ("h2ops-mlflow-db", "uri")  # postgresql://...
+MLFLOW_SERVICE = "h2ops-mlflow"
+MLFLOW_PORT = 5000
+# Airflow's settings of the local stack that a cluster needs too (services/airflow/service.py).
+SHARED_AIRFLOW_SETTINGS = (
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY",
+    "MLFLOW_CONFIGURE_LOGGING",
+)
+SECRET_NAMES = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|FERNET|_CONN$|CONNECTION)", re.I)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What only the cluster knows (deploy/cluster.toml): edit it, then `nox -s deploy`."""
+
+    namespace: str
+    image_repository: str
+    s3_endpoint: str
+    s3_region: str
+
+    @classmethod
+    def load(cls, path: Path) -> Cluster:
+        data = tomllib.loads(path.read_text())
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise SystemExit(f"{path}: set {', '.join(missing)} (see the README)")
+        return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Project:
+    """What the local stack and the example project already decide."""
+
+    airflow_version: str
+    python_version: str
+    project_version: str
+    lock_digest: str
+    artifacts_bucket: str
+    data_bucket: str
+    airflow_settings: dict[str, str]
+
+    @classmethod
+    def read(cls, root: Path = REPO_ROOT) -> Project:
+        lock_text = (root / "uv.lock").read_text()
+        lock = tomllib.loads(lock_text)
+        versions = {package["name"]: package["version"] for package in lock["package"]}
+        project = tomllib.loads((root / "project" / "pyproject.toml").read_text())
+        artifacts, data = BUCKETS
+        return cls(
+            airflow_version=versions["apache-airflow"],
+            python_version=(root / ".python-version").read_text().strip(),
+            project_version=project["project"]["version"],
+            lock_digest=hashlib.sha256(lock_text.encode()).hexdigest()[:12],
+            artifacts_bucket=artifacts,
+            data_bucket=data,
+            airflow_settings=_shared_airflow_settings(),
+        )
+
+    @property
+    def image_tag(self) -> str:
+        """Changes with the project's version and with every change of uv.lock."""
+        return f"{self.project_version}-{self.lock_digest}"
+
+
+def _shared_airflow_settings() -> dict[str, str]:
+    from services.airflow.service import airflow_environment
+    from services.plan import StackPlan
+    from services.settings import StackSettings
+
+    settings = StackSettings.model_validate({"airflow_jwt_secret": "unused"})
+    local = airflow_environment(StackPlan.of(settings))
+    return {name: local[name] for name in SHARED_AIRFLOW_SETTINGS}
+
+
+def mlflow_url(cluster: Cluster) -> str:
+    return f"http://{MLFLOW_SERVICE}.{cluster.namespace}.svc.cluster.local:{MLFLOW_PORT}"
+
+
+def task_environment(cluster: Cluster, project: Project, tracking_uri: str) -> dict[str, str]:
+    """What a task (and a notebook, and the MLflow server) reads to reach MLflow and S3: the
+    same variables as the local stack's client environment (services/plan.py), none secret."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "AWS_ENDPOINT_URL_S3": cluster.s3_endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint,
+        "AWS_DEFAULT_REGION": cluster.s3_region,
+        "H2OPS_DATA_URL": f"s3://{project.data_bucket}",
+        **NO_TELEMETRY,
+    }
+
+
+def airflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
+    environment = {
+        **task_environment(cluster, project, mlflow_url(cluster)),
+        **project.airflow_settings,
+        # Task logs go to S3: a KubernetesExecutor pod is gone when its task ends.
+        "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{project.data_bucket}/airflow-logs",
+        # No connection of that name: the Amazon provider falls back to boto3's own chain,
+        # which reads the keys and AWS_ENDPOINT_URL_S3 from the environment above.
+        "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
+    }
+    secret_name, keys = S3_SECRET
+    return {
+        "defaultAirflowRepository": cluster.image_repository,
+        "defaultAirflowTag": project.image_tag,
+        "airflowVersion": project.airflow_version,
+        "images": {
+            "airflow": {
+                "repository": cluster.image_repository,
+                "tag": project.image_tag,
+                "pullPolicy": "IfNotPresent",
+            },
+            # The migration job runs the same image, so it migrates to our Airflow version.
+            "useDefaultImageForMigration": False,
+        },
+        "executor": "KubernetesExecutor",
+        "env": [{"name": name, "value": value} for name, value in environment.items()],
+        "secret": [
+            {"envName": env, "secretName": secret_name, "secretKey": key}
+            for env, key in keys.items()
+        ],
+        # Metadata in an external Postgres; the chart's own Postgres is off.
+        "data": {"metadataSecretName": AIRFLOW_SECRETS["metadata"]},
+        "postgresql": {"enabled": False},
+        "fernetKeySecretName": AIRFLOW_SECRETS["fernet"],
+        "apiSecretKeySecretName": AIRFLOW_SECRETS["api"],
+        "jwtSecretName": AIRFLOW_SECRETS["jwt"],
+    }
+
+
+def mlflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
+    service_names = [
+        MLFLOW_SERVICE,
+        f"{MLFLOW_SERVICE}.{cluster.namespace}",
+        f"{MLFLOW_SERVICE}.{cluster.namespace}.svc",
+        f"{MLFLOW_SERVICE}.{cluster.namespace}.svc.cluster.local",
+    ]
+    allowed = [*service_names, *(f"{name}:{MLFLOW_PORT}" for name in service_names), "localhost"]
+    server_env = {
+        name: value
+        for name, value in task_environment(cluster, project, "").items()
+        if name not in ("MLFLOW_TRACKING_URI", "H2OPS_DATA_URL")
+    }
+    secret_name, keys = S3_SECRET
+    db_secret, db_key = MLFLOW_DB_SECRET
+    return {
+        "fullnameOverride": MLFLOW_SERVICE,
+        # The project's image: the locked mlflow, boto3 and the Postgres driver of Airflow's image.
+        "image": {
+            "repository": cluster.image_repository,
+            "tag": project.image_tag,
+            "pullPolicy": "IfNotPresent",
+        },
+        "server": {
+            "value_options": {
+                "host": "0.0.0.0",
+                "port": MLFLOW_PORT,
+                "workers": 2,
+                # MLflow answers only the host names it is told (tasks dial the Service's name).
+                "allowed_hosts": ",".join(allowed),
+            },
+            # Clients never touch the bucket: the server proxies artifacts (as locally).
+            "flag_options": ["serve_artifacts"],
+        },
+        "mlflow": {
+            "backendStoreUriFrom": {"secretKeyRef": {"name": db_secret, "key": db_key}},
+            "artifactsDestination": f"s3://{project.artifacts_bucket}/",
+        },
+        "env": [
+            *({"name": name, "value": value} for name, value in server_env.items()),
+            *(
+                {"name": env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+                for env, key in keys.items()
+            ),
+        ],
+        # Airflow's image runs as uid 50000 in group 0.
+        "podSecurityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 50000,
+            "fsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def manifests(cluster: Cluster) -> list[dict[str, Any]]:
+    """Our own Kubernetes objects: the namespace both releases go into."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": cluster.namespace,
+                "labels": {"app.kubernetes.io/part-of": "h2ops"},
+            },
+        }
+    ]
+
+
+def dockerfile(project: Project) -> str:
+    return f"""\
+# Rendered by `nox -s deploy` from uv.lock and .python-version: edit devtools/deploy.py instead.
+# Build from the repository root: docker build -f deploy/Dockerfile -t IMAGE:TAG .
+FROM apache/airflow:{project.airflow_version}-python{project.python_version}
+
+# Exactly the packages uv.lock pins for the project (hashes checked, nothing resolved here);
+# Airflow's own image brings the providers the chart needs (cncf.kubernetes, amazon, postgres).
+COPY --chown=airflow:root deploy/requirements.txt /opt/h2ops/requirements.txt
+RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/h2ops/requirements.txt
+
+# The project's package is imported from its source, as the local stack's editable install does,
+# and its DAGs are the image's DAGs folder (the chart's default: no git-sync, no volume).
+COPY --chown=airflow:root project/src /opt/h2ops/project/src
+COPY --chown=airflow:root project/dags /opt/airflow/dags
+ENV PYTHONPATH=/opt/h2ops/project/src
+LABEL org.opencontainers.image.version="{project.image_tag}"
+"""
+
+
+DOCKERIGNORE = """\
+# Rendered by `nox -s deploy`: the build context is the repository; send only what the image uses.
+*
+!deploy/requirements.txt
+!project/src
+!project/dags
+**/__pycache__
+"""
+
+
+def requirements(root: Path = REPO_ROOT) -> str:
+    """The project's locked dependencies with hashes, as `uv export` writes them."""
+    uv = Path(sys.executable).with_name("uv")
+    return subprocess.run(
+        [
+            str(uv),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--package",
+            "water-mapping",
+            "--no-emit-workspace",
+            "--format",
+            "requirements-txt",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+
+def _yaml(header: str, data: Any) -> str:
+    return header + yaml.safe_dump(data, sort_keys=False, width=100)
+
+
+def render(root: Path = REPO_ROOT) -> dict[str, str]:
+    """Every file under deploy/ this module owns, by path relative to deploy/."""
+    cluster = Cluster.load(root / "deploy" / "cluster.toml")
+    project = Project.read(root)
+    name, repository, version = AIRFLOW_CHART
+    airflow_header = (
+        "# Rendered by `nox -s deploy`: edit deploy/cluster.toml or devtools/deploy.py instead.\n"
+        f"# Chart {name} {version} ({repository}); schema: deploy/schemas/airflow.\n"
+    )
+    chart, _, mlflow_version = MLFLOW_CHART
+    mlflow_header = (
+        "# Rendered by `nox -s deploy`: edit deploy/cluster.toml or devtools/deploy.py instead.\n"
+        f"# Chart {chart} {mlflow_version}; schema: deploy/schemas/mlflow.\n"
+    )
+    k8s_header = "# Rendered by `nox -s deploy`: apply before installing the charts.\n"
+    return {
+        "Dockerfile": dockerfile(project),
+        "Dockerfile.dockerignore": DOCKERIGNORE,
+        "requirements.txt": requirements(root),
+        "values/airflow.yaml": _yaml(airflow_header, airflow_values(cluster, project)),
+        "values/mlflow.yaml": _yaml(mlflow_header, mlflow_values(cluster, project)),
+        "k8s/namespace.yaml": _yaml(k8s_header, manifests(cluster)[0]),
+    }
+
+
+def write(directory: Path, files: dict[str, str]) -> list[str]:
+    changed = []
+    for relative, text in files.items():
+        path = directory / relative
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(relative)
+    return changed
+
+
+def _schema_problems(values_file: Path, schema_file: Path) -> list[str]:
+    values = yaml.safe_load(values_file.read_text())
+    validator = jsonschema.Draft7Validator(json.loads(schema_file.read_text()))
+    problems = []
+    for error in sorted(validator.iter_errors(values), key=lambda error: list(error.path)):
+        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        problems.append(f"{values_file.name}: {where}: {error.message}")
+    return problems
+
+
+def _inline_secrets(values_file: Path) -> list[str]:
+    """An environment variable that carries a secret must come from a Secret, never a value."""
+    values = yaml.safe_load(values_file.read_text()) or {}
+    return [
+        f"{values_file.name}: env {entry.get('name')} is a secret written inline: "
+        "reference a Secret instead (valueFrom.secretKeyRef, or the chart's `secret` list)"
+        for entry in values.get("env") or []
+        if isinstance(entry, dict)
+        and SECRET_NAMES.search(str(entry.get("name", "")))
+        and "value" in entry
+    ]
+
+
+def _manifest_problems(path: Path) -> list[str]:
+    problems = []
+    for document in yaml.safe_load_all(path.read_text()):
+        try:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(str(part) for part in error.path) or "(top level)"
+            problems.append(f"{path.name}: {where}: {error.message}")
+    return problems
+
+
+def check(directory: Path, expected: dict[str, str] | None = None) -> list[str]:
+    """Everything wrong with the deploy files in `directory` (empty when all is well).
+    With `expected` (what `render` writes), a file that differs is out of date."""
+    problems = []
+    for relative, text in (expected or {}).items():
+        path = directory / relative
+        if not path.exists() or path.read_text() != text:
+            diff = difflib.unified_diff(
+                path.read_text().splitlines() if path.exists() else [],
+                text.splitlines(),
+                f"{relative} (on disk)",
+                f"{relative} (rendered)",
+                lineterm="",
+                n=0,
+            )
+            shown = "\n    ".join(list(diff)[2:8])
+            problems.append(f"{relative} is out of date: run `nox -s deploy`\n    {shown}")
+    schemas = directory / "schemas"
+    for chart in ("airflow", "mlflow"):
+        values = directory / "values" / f"{chart}.yaml"
+        problems += _schema_problems(values, schemas / chart / "values.schema.json")
+        problems += _inline_secrets(values)
+    for manifest in sorted((directory / "k8s").glob("*.yaml")):
+        problems += _manifest_problems(manifest)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nox -s deploy --", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; fail if anything is wrong"
+    )
+    parser.add_argument("--dir", type=Path, default=DEPLOY, help="the deploy folder to check")
+    args = parser.parse_args(argv)
+    rendered = render()
+    if not args.check:
+        for relative in write(args.dir, rendered):
+            print(f"wrote deploy/{relative}")
+    problems = check(args.dir, rendered)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    project = Project.read()
+    print(
+        f"deploy/ is up to date and valid: image tag {project.image_tag}, "
+        f"Airflow chart {AIRFLOW_CHART[2]}, MLflow chart {MLFLOW_CHART[2]}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def queue_workload(dag_id: str, run_id: str, task_id: str) -> str:
+    """The scheduler's half of a KubernetesExecutor task, on the local stack this process's
+    settings name: the task instance set to queued and the `ExecuteTask` workload (with its
+    execution-API token) the executor serialises into the worker pod's command. For the test
+    that runs that command (tests/test_deploy.py); a cluster's scheduler does this itself."""
+    import os
+    from datetime import UTC, datetime
+
+    from services.airflow.service import airflow_environment
+    from services.plan import StackPlan
+    from services.settings import load_settings
+
+    os.environ.update(airflow_environment(StackPlan.of(load_settings())))
+    from airflow.executors.base_executor import BaseExecutor
+    from airflow.executors.workloads import ExecuteTask
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        instance = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == -1,
+            )
+        ).one()
+        instance.state = TaskInstanceState.QUEUED
+        instance.queued_dttm = datetime.now(UTC)
+        session.flush()
+        workload = ExecuteTask.make(instance, generator=BaseExecutor().jwt_generator)
+        return workload.model_dump_json()

@@ -1,0 +1,208 @@
+"""deploy/ (the project's image and the Helm values for a cluster): rendered from the local
+stack's settings, checked offline against the charts' schemas and Kubernetes' own, and the
+command a KubernetesExecutor worker pod runs proven on real processes against a local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devtools.deploy import DEPLOY, check, render
+from devtools.testing import StackRun, poll_until, running, s3_client
+from services.settings import REPO_ROOT
+
+# What the official chart's worker pod runs for a task: the cncf.kubernetes provider's
+# KubernetesExecutor turns an ExecuteTask workload into this command (Airflow 3); the image's
+# entrypoint (Airflow's /entrypoint) runs a `python` command as it is.
+WORKER_COMMAND = ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
+
+
+def test_the_committed_deploy_files_are_current_and_valid() -> None:
+    assert check(DEPLOY, render()) == []
+
+
+def test_the_image_installs_exactly_the_locked_packages() -> None:
+    requirements = (DEPLOY / "requirements.txt").read_text()
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "apache-airflow==3.3.2 \\" in requirements
+    assert "--hash=sha256:" in requirements
+    assert "--no-deps --require-hashes -r /opt/h2ops/requirements.txt" in dockerfile
+    assert dockerfile.splitlines()[2].startswith("FROM apache/airflow:3.3.2-python3.12")
+
+
+def _break(directory: Path, relative: str, old: str, new: str) -> None:
+    path = directory / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} is not in {relative}: the test no longer breaks anything"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "expected"),
+    [
+        (
+            "values/airflow.yaml",
+            "executor: KubernetesExecutor",
+            "executor: KubernetesExecuter",
+            "airflow.yaml: executor: 'KubernetesExecuter' does not match",
+        ),
+        (
+            "values/airflow.yaml",
+            "jwtSecretName: h2ops-airflow-jwt",
+            "jwtSecret: inline-secret",
+            "airflow.yaml: (top level): Additional properties are not allowed ('jwtSecret'",
+        ),
+        (
+            "values/airflow.yaml",
+            "postgresql:\n  enabled: false",
+            "postgresql:\n  enabled: 'no'",
+            "airflow.yaml: postgresql.enabled: 'no' is not of type 'boolean'",
+        ),
+        (
+            "values/mlflow.yaml",
+            "    port: 5000",
+            "    port: '5000'",
+            "mlflow.yaml: server.value_options.port: '5000' is not of type 'integer'",
+        ),
+        (
+            "values/mlflow.yaml",
+            "- name: AWS_SECRET_ACCESS_KEY\n  valueFrom:\n    secretKeyRef:\n"
+            "      name: h2ops-s3\n      key: secret-access-key",
+            "- name: AWS_SECRET_ACCESS_KEY\n  value: written-inline",
+            "mlflow.yaml: env AWS_SECRET_ACCESS_KEY is a secret written inline",
+        ),
+        (
+            "k8s/namespace.yaml",
+            "  labels:",
+            "  labelz:",
+            "namespace.yaml: metadata: Additional properties are not allowed ('labelz'",
+        ),
+    ],
+    ids=[
+        "executor-typo",
+        "secret-inline-key",
+        "own-postgres-type",
+        "port-type",
+        "secret-inline-env",
+        "k8s-field",
+    ],
+)
+def test_a_broken_value_fails_the_check(
+    tmp_path: Path, relative: str, old: str, new: str, expected: str
+) -> None:
+    broken = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, broken)
+    assert check(broken) == []
+    _break(broken, relative, old, new)
+    problems = check(broken)
+    assert any(problem.startswith(expected) for problem in problems), problems
+    # The session itself fails, naming the problem and that the file is not what it renders.
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.deploy", "--check", "--dir", str(broken)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert f"{relative} is out of date: run `nox -s deploy`" in result.stderr
+
+
+def _pod_environment(stack_env: dict[str, str], airflow_url: str) -> dict[str, str]:
+    """The environment deploy/values/airflow.yaml gives a worker pod, pointed at the local stack:
+    its `env` list with the cluster's URLs swapped for the stack's, its `secret` list filled
+    from the stack's credentials (a cluster fills them from its Secrets), and the Airflow
+    settings the chart adds for every pod (the execution API, the image's DAGs folder)."""
+    values = yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())
+    local = {
+        "MLFLOW_TRACKING_URI": stack_env["MLFLOW_TRACKING_URI"],
+        "AWS_ENDPOINT_URL_S3": stack_env["AWS_ENDPOINT_URL_S3"],
+        "MLFLOW_S3_ENDPOINT_URL": stack_env["MLFLOW_S3_ENDPOINT_URL"],
+    }
+    environment = {}
+    for entry in values["env"]:
+        name = entry["name"]
+        # Remote logging needs the Amazon provider of Airflow's image, which uv.lock lacks.
+        if name.startswith("AIRFLOW__LOGGING__REMOTE_"):
+            continue
+        environment[name] = local.get(name, entry["value"])
+    for entry in values["secret"]:
+        environment[entry["envName"]] = stack_env[entry["envName"]]
+    return {
+        **environment,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "project" / "dags"),
+        # This machine is shared and busy: the api-server may take longer than the 5 s a call
+        # gets by default (four calls timed out in a row here once).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+    }
+
+
+def _queued_workload(run: StackRun, run_id: str, task_id: str) -> str:
+    """The scheduler's half, in a process with the stack's settings: the task queued and its
+    workload as the KubernetesExecutor serialises it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from devtools.deploy import queue_workload; "
+            "print(queue_workload(*sys.argv[1:]))",
+            "example_training",
+            run_id,
+            task_id,
+        ],
+        env=run.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.stack
+def test_the_worker_pod_command_completes_a_task_of_the_example_dag(tmp_path: Path) -> None:
+    # A busy machine (the suite, other stacks) can take minutes to bring Airflow up.
+    run = StackRun(tmp_path, extra_env={"H2OPS_READY_TIMEOUT": "600"})
+    with contextlib.contextmanager(running)(run) as stack, stack.airflow_api() as api:
+        assert poll_until(lambda: api.get("/dags/example_training").is_success, 120), (
+            "example_training was not parsed"
+        )
+        # Paused, so the stack's own scheduler leaves the run to us (the "cluster").
+        response = api.patch("/dags/example_training", json={"is_paused": True})
+        assert response.is_success, response.text
+        response = api.post("/dags/example_training/dagRuns", json={"logical_date": None})
+        assert response.is_success, response.text
+        run_id = response.json()["dag_run_id"]
+
+        workload = _queued_workload(run, run_id, "generate")
+
+        pod_home = tmp_path / "pod"
+        pod_home.mkdir()
+        result = subprocess.run(
+            [*WORKER_COMMAND, workload],
+            env={**_pod_environment(stack.env, stack.airflow_url), "HOME": str(pod_home)},
+            cwd=pod_home,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+        instance = api.get(f"/dags/example_training/dagRuns/{run_id}/taskInstances/generate")
+        assert instance.json()["state"] == "success", result.stdout[-3000:]
+        client = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
+        written = client.list_objects_v2(Bucket="data", Prefix="raw/").get("Contents", [])
+        assert written, "the task wrote no tile to s3://data/raw/"
