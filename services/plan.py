@@ -133,9 +133,10 @@ class StackPlan:
             "that state) or another H2OPS_STATE_DIR"
         )
 
-    def database_problem(self) -> str | None:
-        """Why `up` must not start: no server to run, or the metadata is in the other database."""
-        if self.postgres and self.postgres_server is None:
+    def database_problem(self, starting: list[str]) -> str | None:
+        """Why `up` of these services must not start: no PostgreSQL server to run, or the
+        metadata is in the other database."""
+        if self.postgres and self.postgres_server is None and "postgres" in starting:
             return self.postgres_reason
         if self.postgres and not (self.postgres_cluster / "PG_VERSION").exists():
             return self.sqlite_metadata_present()

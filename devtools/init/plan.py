@@ -79,12 +79,14 @@ def new_files(files: Files, state: ProjectState, answers: Answers) -> Files:
     elif state.examples and answers.dags and answers.dags != state.dags:
         files = keep_one_training_dag(files, answers.dags)
     files = _with_metadata(files, state, answers)
+    choices: dict[str, str] = {}
     if answers.object_store is not None:
+        choices["s3_backend"] = answers.object_store
+    if answers.database is not None:
+        choices["database"] = answers.database
+    if choices:
         files[ROOT_PYPROJECT] = set_keys(
-            files[ROOT_PYPROJECT].decode(),
-            "tool.h2ops",
-            {"s3_backend": answers.object_store},
-            ROOT_PYPROJECT,
+            files[ROOT_PYPROJECT].decode(), "tool.h2ops", choices, ROOT_PYPROJECT
         ).encode()
     return files
 

@@ -1,5 +1,6 @@
-"""The program supervisord runs for PostgreSQL: as root, let the server's account reach its
-cluster and become that account; then exec `postgres`, so the supervised pid is the server's.
+"""The program supervisord runs for PostgreSQL: as root, hand the cluster folder over and become
+the server's account (see `account.py`); then exec `postgres -D <cluster>`, so the supervised
+pid is the server's.
 
 Standard library only (it runs before every server start, after a crash too).
 """
@@ -10,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from services.postgres.account import give_to, server_account
+from services.postgres.account import give_to, handed_over, server_account
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,13 +20,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster", required=True, type=Path)
     parser.add_argument("postgres", nargs=argparse.REMAINDER, help="-- postgres and its options")
     args = parser.parse_args(argv)
-    command = [part for part in args.postgres if part != "--"]
+    command = args.postgres[1:] if args.postgres[:1] == ["--"] else args.postgres
     account = server_account(args.account)
     if account is not None:
-        # Each start, not only the first: `up` makes the state dir owner-only again.
         give_to(args.cluster, account)
+    data, _ = handed_over(args.cluster, account)
+    if account is not None:
         account.become()
-    os.execv(command[0], command)
+    os.execv(command[0], [*command, "-D", data])
 
 
 if __name__ == "__main__":

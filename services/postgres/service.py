@@ -19,7 +19,7 @@ import httpx
 from services.engine.records import Declared, Health, HealthProbe, Program, Service, SwitchedOff
 from services.engine.stack import StackError
 from services.postgres import server
-from services.postgres.account import give_to, server_account
+from services.postgres.account import give_to, handed_over, server_account
 from services.postgres.discovery import PostgresServer
 
 if TYPE_CHECKING:
@@ -51,8 +51,6 @@ def declare(plan: StackPlan) -> Declared:
         str(cluster),
         "--",
         str(bin_dir / "postgres"),
-        "-D",
-        str(cluster),
         "-c",
         "listen_addresses=127.0.0.1",
         "-c",
@@ -159,13 +157,16 @@ def prepare_cluster(plan: StackPlan) -> None:
             "move it away, or `nox -s clean` to start the stack afresh"
         )
     give_to(cluster, account)
-    # The password reaches initdb through a file only its account can read, removed after.
+    # The password reaches initdb through a file only its account can read, removed after;
+    # as root, both the file and the cluster folder are handed over open (see account.py).
     pwfile = cluster.parent / ".postgres-password"
     pwfile.unlink(missing_ok=True)
     pwfile.write_text(plan.settings.postgres_password + "\n")
     pwfile.chmod(0o600)
     if account is not None:
         os.chown(pwfile, account.uid, account.gid)
+    data, data_fd = handed_over(cluster, account)
+    password, password_fd = handed_over(pwfile, account) if account else (str(pwfile), None)
     log = plan.layout.log_file("postgres-initdb")
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -174,10 +175,10 @@ def prepare_cluster(plan: StackPlan) -> None:
                 [
                     found.tool("initdb"),
                     "-D",
-                    str(cluster),
+                    data,
                     "-U",
                     SUPERUSER,
-                    f"--pwfile={pwfile}",
+                    f"--pwfile={password}",
                     "--auth=scram-sha-256",
                     "--encoding=UTF8",
                     "--locale=C",
@@ -186,12 +187,16 @@ def prepare_cluster(plan: StackPlan) -> None:
                 stderr=subprocess.STDOUT,
                 timeout=INITDB_TIMEOUT,
                 check=False,
+                pass_fds=[fd for fd in (data_fd, password_fd) if fd is not None],
                 user=account.uid if account is not None else None,
                 group=account.gid if account is not None else None,
                 extra_groups=[] if account is not None else None,
             )
     finally:
         pwfile.unlink(missing_ok=True)
+        for fd in (data_fd, password_fd):
+            if fd is not None:
+                os.close(fd)
     if result.returncode != 0:
         raise StackError(f"initdb failed (exit {result.returncode}); see {log}")
 
