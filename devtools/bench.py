@@ -191,7 +191,12 @@ def mlflow_server(workdir: Path, runs: int, idle: float) -> dict:
 def h2ops_stack(
     workdir: Path, runs: int, idle: float, pipeline: bool, database: str = "sqlite"
 ) -> dict:
-    run = StackRun(workdir / f"h2ops-{database}", extra_env={"H2OPS_DATABASE": database})
+    # A busy machine may need more than the default 180 s per service; it changes no figure.
+    extra = {
+        "H2OPS_DATABASE": database,
+        "H2OPS_READY_TIMEOUT": os.environ.get("H2OPS_READY_TIMEOUT", "600"),
+    }
+    run = StackRun(workdir / f"h2ops-{database}", extra_env=extra)
     state = run.base / "state"
     figures: dict = {"up_s": [], "down_s": [], "first_up_s": None}
     started = time.monotonic()
