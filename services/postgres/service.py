@@ -134,7 +134,8 @@ def answers_queries(plan: StackPlan) -> HealthProbe:
             finally:
                 connection.close()
         except psycopg.Error as error:
-            return Health(False, f"query: {str(error).strip().splitlines()[0]}")
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            return Health(False, f"query: {first}")
         return Health(True)
 
     return probe
@@ -166,7 +167,7 @@ def prepare_cluster(plan: StackPlan) -> None:
     if account is not None:
         os.chown(pwfile, account.uid, account.gid)
     data, data_fd = handed_over(cluster, account)
-    password, password_fd = handed_over(pwfile, account) if account else (str(pwfile), None)
+    password, password_fd = handed_over(pwfile, account)
     log = plan.layout.log_file("postgres-initdb")
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
