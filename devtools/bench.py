@@ -200,9 +200,9 @@ def h2ops_stack(
     state = run.base / "state"
     figures: dict = {"up_s": [], "down_s": [], "first_up_s": None}
     started = time.monotonic()
-    run.up()  # first up: DB migrations, buckets, credentials
-    figures["first_up_s"] = round(time.monotonic() - started, 1)
     try:
+        run.up()  # first up: DB migrations, buckets, credentials (if it fails, `down` below)
+        figures["first_up_s"] = round(time.monotonic() - started, 1)
         for attempt in range(runs):
             figures["down_s"].append(_timed(run.down))
             figures["left_running_after_down"] = len(marked_processes(state))
