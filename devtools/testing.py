@@ -8,6 +8,7 @@ so no test writes them again.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,10 @@ from devtools.harness import StackRun, free_ports
 from services.engine.processes import poll_until
 from services.engine.status import ProgramStatus
 from services.plan import StatusReport
+from services.postgres.discovery import PostgresNotFound, find_server
+
+# The databases the `stack` fixture runs every test on (H2OPS_DATABASE).
+DATABASES = ("sqlite", "postgres")
 
 __all__ = [
     "RunningStack",
@@ -33,9 +38,12 @@ __all__ = [
     "free_ports",
     "nox_sessions",
     "poll_until",
+    "require_postgres",
     "running",
     "s3_client",
     "stack",
+    "stack_on_postgres",
+    "stack_on_sqlite",
     "stack_without_object_store",
 ]
 
@@ -97,6 +105,8 @@ class RunningStack:
     jupyter_token: str
     env: dict[str, str]
     state_dir: str
+    database: str = "sqlite"
+    postgres_password: str = ""
 
     @classmethod
     def from_status(cls, run: StackRun, report: StatusReport) -> RunningStack:
@@ -109,6 +119,7 @@ class RunningStack:
             jupyter_url=urls["jupyter"],
             env=report.environment,
             state_dir=report.stack.state_dir,
+            database="postgres" if "postgres" in urls else "sqlite",
             **report.credentials,
         )
 
@@ -141,10 +152,45 @@ def running(run: StackRun) -> Iterator[RunningStack]:
         run.down()
 
 
+def require_postgres() -> None:
+    """Skip a PostgreSQL test where no server is installed; in CI (`CI` set), fail instead:
+    there `.ci/run` installs one, so a missing server is a broken machine, not a choice."""
+    try:
+        find_server(None)
+    except PostgresNotFound as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(error))
+
+
+def _stack_on(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    if database == "postgres":
+        require_postgres()
+    run = StackRun(
+        tmp_path_factory.mktemp(f"stack-{database}"), extra_env={"H2OPS_DATABASE": database}
+    )
+    yield from running(run)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The whole stack, up once for the test session, stopped after."""
-    yield from running(StackRun(tmp_path_factory.mktemp("stack")))
+def stack_on_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack with its metadata in SQLite (the default)."""
+    yield from _stack_on("sqlite", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stack_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack with its metadata in PostgreSQL (skipped where none is installed)."""
+    yield from _stack_on("postgres", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def stack(request: pytest.FixtureRequest) -> RunningStack:
+    """The whole stack, up once for the test session on each database, stopped after: every
+    test that uses it runs on SQLite and on PostgreSQL. The end-to-end test asks for
+    `stack_on_<database>` by name, and shares these stacks."""
+    running_stack: RunningStack = request.getfixturevalue(f"stack_on_{request.param}")
+    return running_stack
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,14 @@ from services.engine.stack import Stack
 from services.jupyter import service as jupyter
 from services.mlflow import service as mlflow
 from services.plan import StackPlan
+from services.postgres import service as postgres
 from services.s3 import service as s3
 
 Declare = Callable[[StackPlan], Declared]
 
 CATALOG: tuple[Declare, ...] = (
     s3.declare,
+    postgres.declare,
     mlflow.declare,
     airflow.declare,
     jupyter.declare,

@@ -103,7 +103,11 @@ PlanFree = Callable[[argparse.Namespace], int]  # doctor: runs without a valid p
 
 def _up(plan: StackPlan, args: argparse.Namespace) -> int:
     console.print(f"S3 backend: [bold]{plan.s3_backend}[/bold] ({plan.s3_backend_reason})")
+    console.print(f"Database: [bold]{plan.database_line()}[/bold]")
     plan.layout.check()  # a state dir open to others is refused before credentials are written
+    starting = [service.name for service in stack_of(plan).select(args.services)]
+    if problem := plan.database_problem(starting):
+        raise StackError(problem)
     plan = plan.with_credentials()
     stack = stack_of(plan)
     started = time.monotonic()

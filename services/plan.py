@@ -1,5 +1,6 @@
 """The settings resolved once, for every service and command: which S3 backend runs and why,
-where state lives, the URLs clients dial, and the environment a user's code needs.
+which database holds the metadata (and which PostgreSQL server), where state lives, the URLs
+clients dial, and the environment a user's code needs.
 
 Each service's declaration reads this plan instead of working these out again, so they cannot
 disagree (MLflow's artifact store, the client environment and `status` all follow the one
@@ -17,6 +18,7 @@ from typing import Any
 
 from services.engine.layout import StateLayout
 from services.engine.status import ServiceStatus, StackStatus
+from services.postgres.discovery import PostgresNotFound, PostgresServer, find_server
 from services.settings import REPO_ROOT, StackSettings, ensure_credentials
 
 # A client on this machine reaches a service bound to every address on loopback.
@@ -25,6 +27,25 @@ _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 # with `h2ops env`) would send usage telemetry; DO_NOT_TRACK is honoured by MLflow, dag-factory
 # and others.
 NO_TELEMETRY = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+# Airflow's LocalExecutor workers when H2OPS_AIRFLOW_PARALLELISM is unset: SQLite takes one
+# writer at a time, PostgreSQL many.
+DEFAULT_PARALLELISM = {"sqlite": 2, "postgres": 4}
+# Where each service keeps its SQLite metadata (H2OPS_DATABASE=sqlite).
+SQLITE_FILES = {"airflow": "airflow.db", "mlflow": "mlflow.db"}
+
+
+def resolve_database(settings: StackSettings) -> tuple[PostgresServer | None, str]:
+    """The PostgreSQL server to run and how it was found; None and what to do when there is
+    none (only `up` needs one: `status` and `down` still work)."""
+    if settings.database != "postgres":
+        return None, "H2OPS_DATABASE=sqlite"
+    try:
+        found = find_server(settings.postgres_bin)
+    except PostgresNotFound as error:
+        return None, str(error)
+    return found, found.describe()
 
 
 def resolve_backend(settings: StackSettings) -> tuple[str, str]:
@@ -46,11 +67,91 @@ class StackPlan:
     layout: StateLayout
     s3_backend: str
     s3_backend_reason: str
+    postgres_server: PostgresServer | None = None
+    postgres_reason: str = "H2OPS_DATABASE=sqlite"
 
     @classmethod
     def of(cls, settings: StackSettings, root: Path = REPO_ROOT) -> StackPlan:
         backend, reason = resolve_backend(settings)
-        return cls(settings, root, StateLayout(settings.state_dir.resolve()), backend, reason)
+        server, server_reason = resolve_database(settings)
+        layout = StateLayout(settings.state_dir.resolve())
+        return cls(settings, root, layout, backend, reason, server, server_reason)
+
+    # -- the metadata database ----------------------------------------------------------------
+
+    @property
+    def postgres(self) -> bool:
+        return self.settings.database == "postgres"
+
+    @property
+    def postgres_cluster(self) -> Path:
+        return self.layout.service_dir("postgres")
+
+    def metadata_url(self, service: str, variant: str = "sync") -> str:
+        """Where `service` (airflow, mlflow) keeps its metadata (a SQLAlchemy URL): its SQLite
+        file in its folder of the state dir, or its database in the stack's PostgreSQL through
+        psycopg (3), sync or async."""
+        if not self.postgres:
+            return f"sqlite:///{self.layout.service_dir(service) / SQLITE_FILES[service]}"
+        settings = self.settings
+        driver = "postgresql+psycopg_async" if variant == "async" else "postgresql+psycopg"
+        return (
+            f"{driver}://h2ops:{settings.postgres_password}@127.0.0.1:"
+            f"{settings.postgres_port}/{service}"
+        )
+
+    @property
+    def metadata_requires(self) -> tuple[str, ...]:
+        """What a service with metadata waits for: the database server, if one runs."""
+        return ("postgres",) if self.postgres else ()
+
+    @property
+    def airflow_parallelism(self) -> int:
+        chosen = self.settings.airflow_parallelism
+        return chosen if chosen is not None else DEFAULT_PARALLELISM[self.settings.database]
+
+    def database_line(self) -> str:
+        """What `up` says about the metadata database."""
+        if not self.postgres:
+            return "sqlite (files in the state dir; H2OPS_DATABASE=postgres for PostgreSQL)"
+        return f"postgres ({self.postgres_reason})"
+
+    def sqlite_metadata_present(self) -> str | None:
+        """Why PostgreSQL must not start empty here: this state dir holds SQLite metadata."""
+        found = [
+            path
+            for service, name in SQLITE_FILES.items()
+            if (path := self.layout.service_dir(service) / name).exists()
+        ]
+        if not found:
+            return None
+        return (
+            f"H2OPS_DATABASE=postgres, but {self.layout.root} holds SQLite metadata "
+            f"({', '.join(str(path) for path in found)}) that PostgreSQL would not have: the "
+            "stack would start with no runs and no DAG history. Keep it with "
+            "H2OPS_DATABASE=sqlite, or start afresh on PostgreSQL with `nox -s clean` (deletes "
+            "that state) or another H2OPS_STATE_DIR"
+        )
+
+    def database_problem(self, starting: list[str]) -> str | None:
+        """Why `up` of these services must not start: no PostgreSQL server to run, or the
+        metadata is in the other database."""
+        if self.postgres and self.postgres_server is None and "postgres" in starting:
+            return self.postgres_reason
+        if self.postgres and not (self.postgres_cluster / "PG_VERSION").exists():
+            return self.sqlite_metadata_present()
+        return self.postgres_cluster_present()
+
+    def postgres_cluster_present(self) -> str | None:
+        """Why SQLite must not start empty here: this state dir holds a PostgreSQL cluster."""
+        if self.postgres or not (self.postgres_cluster / "PG_VERSION").exists():
+            return None
+        return (
+            f"H2OPS_DATABASE=sqlite, but {self.layout.root} holds the stack's PostgreSQL "
+            f"cluster ({self.postgres_cluster}): the stack would start with no runs and no DAG "
+            "history. Keep it with H2OPS_DATABASE=postgres, or start afresh on SQLite with "
+            "`nox -s clean` or another H2OPS_STATE_DIR"
+        )
 
     def with_credentials(self) -> StackPlan:
         """The plan with every missing credential generated into `.env` (see `up`)."""

@@ -33,6 +33,7 @@ ENV_PREFIX = "H2OPS_"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 S3Backend = Literal["auto", "minio", "rclone", "none"]
+Database = Literal["sqlite", "postgres"]
 
 # The credentials `up` writes to `.env` on first run; each is random, none has a default.
 GENERATED_CREDENTIALS: dict[str, int] = {
@@ -41,6 +42,7 @@ GENERATED_CREDENTIALS: dict[str, int] = {
     "airflow_password": 18,
     "airflow_jwt_secret": 32,
     "jupyter_token": 24,
+    "postgres_password": 24,
 }
 
 
@@ -73,14 +75,29 @@ class StackSettings(BaseSettings):
     s3_backend: S3Backend = Field(
         "auto", description="minio, rclone, none, or auto (minio when on PATH, else rclone)."
     )
+    database: Database = Field(
+        "sqlite",
+        description="Airflow's and MLflow's metadata: sqlite (files, nothing to install) or "
+        "postgres (a PostgreSQL cluster in the state dir, for concurrent writers).",
+    )
+    postgres_port: Port = Field(5432, description="PostgreSQL (H2OPS_DATABASE=postgres only).")
+    postgres_bin: Path | None = Field(
+        None,
+        description="Folder with initdb and postgres; unset finds one (PATH, Debian, Homebrew).",
+    )
+    postgres_account: str = Field(
+        "postgres",
+        description="The account PostgreSQL runs as when the stack runs as root (it refuses root).",
+    )
     state_dir: Path = Field(Path(".h2ops"), description="Data, databases, logs, sockets.")
     env_file: Path = Field(Path(".env"), description="Where generated credentials are kept.")
     ready_timeout: float = Field(
         180.0, gt=0, description="Seconds a service may take to become healthy."
     )
-    # Each LocalExecutor worker is a process that holds about 50 MB while idle.
-    airflow_parallelism: int = Field(
-        2, ge=1, le=64, description="Airflow tasks run at once (LocalExecutor workers)."
+    # Each LocalExecutor worker is a process that holds about 50 MB while idle. Unset: 2 on
+    # SQLite (one writer at a time), 4 on PostgreSQL (concurrent writers).
+    airflow_parallelism: int | None = Field(
+        None, ge=1, le=64, description="Airflow tasks run at once (LocalExecutor workers)."
     )
     # One process imports Airflow and forks the four components: about 200 MB less and a
     # faster start; off runs each component as its own interpreter.
@@ -94,6 +111,7 @@ class StackSettings(BaseSettings):
     jupyter_token: str = ""
     s3_access_key: str = ""
     s3_secret_key: str = ""
+    postgres_password: str = ""
 
     @field_validator("host")
     @classmethod
@@ -119,6 +137,8 @@ class StackSettings(BaseSettings):
             "H2OPS_S3_PORT": self.s3_port,
             "H2OPS_S3_CONSOLE_PORT": self.s3_console_port,
         }
+        if self.database == "postgres":
+            ports["H2OPS_POSTGRES_PORT"] = self.postgres_port
         seen: dict[int, str] = {}
         for variable, port in ports.items():
             if port in seen:
@@ -138,13 +158,16 @@ class StackSettings(BaseSettings):
     @property
     def credentials(self) -> dict[str, str]:
         """The credentials a user types or pastes, under the names `status --json` promises."""
-        return {
+        shown = {
             "airflow_username": self.airflow_username,
             "airflow_password": self.airflow_password,
             "jupyter_token": self.jupyter_token,
             "s3_access_key": self.s3_access_key,
             "s3_secret_key": self.s3_secret_key,
         }
+        if self.database == "postgres":  # for `psql -h 127.0.0.1 -U h2ops`
+            shown["postgres_password"] = self.postgres_password
+        return shown
 
     def missing_credentials(self) -> list[str]:
         return [name for name in GENERATED_CREDENTIALS if not getattr(self, name)]
@@ -280,7 +303,7 @@ def hint_for(field: str) -> str:
     low = next((rule.ge for rule in info.metadata if isinstance(rule, annotated_types.Ge)), None)
     high = next((rule.le for rule in info.metadata if isinstance(rule, annotated_types.Le)), None)
     above = next((rule.gt for rule in info.metadata if isinstance(rule, annotated_types.Gt)), None)
-    kind = "a whole number" if info.annotation is int else "a number"
+    kind = "a whole number" if info.annotation in (int, int | None) else "a number"
     if low is not None and high is not None:
         return f"use {kind} from {low} to {high}"
     if above is not None:

@@ -13,6 +13,7 @@ from supervisor.options import ServerOptions
 
 from services import port_forwarding
 from services.airflow import main, preload
+from services.airflow.service import PLUGINS_FOLDER
 from services.catalog import declare_services, stack_of
 from services.engine.records import Service
 from services.engine.stack import StackError
@@ -66,6 +67,38 @@ def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
         "airflow-dag-processor",
         "airflow-triggerer",
     ]
+
+
+def test_on_postgres_the_metadata_moves_and_airflow_runs_more_tasks(tmp_path: Path) -> None:
+    """PostgreSQL starts before the services whose metadata it holds; they reach it through
+    psycopg with the generated password, which no argv shows; Airflow drops the SQLite-only
+    plugin and runs 4 tasks at once unless told otherwise."""
+    sqlite = by_name(make_plan(tmp_path))
+    assert sqlite["airflow"].programs[0].environment["AIRFLOW__CORE__PARALLELISM"] == "2"
+    plan = make_plan(
+        tmp_path, database="postgres", postgres_port=15432, postgres_password="pg-secret"
+    )
+    services = by_name(plan)
+    assert list(services) == ["s3", "postgres", "mlflow", "airflow", "jupyter"]
+    assert services["postgres"].ports == {"H2OPS_POSTGRES_PORT": 15432}
+    assert services["mlflow"].requires == ("s3", "postgres")
+    assert services["airflow"].requires == ("postgres",)
+    airflow = services["airflow"].programs[0].environment
+    assert airflow["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg://h2ops:pg-secret@127.0.0.1:15432/airflow"
+    )
+    assert airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith(
+        "postgresql+psycopg_async://"
+    )
+    assert airflow["AIRFLOW__CORE__PLUGINS_FOLDER"] != str(PLUGINS_FOLDER)
+    mlflow = services["mlflow"].programs[0].environment
+    assert mlflow["MLFLOW_BACKEND_STORE_URI"].endswith("@127.0.0.1:15432/mlflow")
+    for service in services.values():
+        for program in service.programs:
+            assert "pg-secret" not in " ".join(program.command), program.name
+    chosen = by_name(make_plan(tmp_path, database="postgres", airflow_parallelism=3))
+    assert chosen["airflow"].programs[0].environment["AIRFLOW__CORE__PARALLELISM"] == "3"
 
 
 def test_airflow_is_configured_for_a_laptop(tmp_path: Path) -> None:
@@ -228,5 +261,7 @@ def test_a_switched_off_service_says_why_when_named(tmp_path: Path) -> None:
     stack = stack_of(make_plan(tmp_path, s3_backend="none"))
     with pytest.raises(StackError, match=r"s3 is off \(H2OPS_S3_BACKEND=none\): set it to auto"):
         stack.select(["s3"])
-    with pytest.raises(StackError, match="unknown service 'postgres': choose from mlflow, airflow"):
+    with pytest.raises(StackError, match=r"postgres is off \(H2OPS_DATABASE=sqlite\): set H2"):
         stack.select(["postgres"])
+    with pytest.raises(StackError, match="unknown service 'serving': choose from mlflow, airflow"):
+        stack.select(["serving"])

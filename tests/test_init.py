@@ -104,7 +104,7 @@ def test_rename_keeps_the_example_working_and_a_second_run_changes_nothing(
     copy = clone(tmp_path)
     old = old_name_pattern(copy)
 
-    init(copy, "--yes", "--name", NAME, "--object-store", "none")
+    init(copy, "--yes", "--name", NAME, "--object-store", "none", "--database", "postgres")
 
     assert_imports(copy, PACKAGE, f"{PACKAGE}.workflow_steps")
     assert_no_old_name(copy, old)
@@ -118,11 +118,13 @@ def test_rename_keeps_the_example_working_and_a_second_run_changes_nothing(
     from services.settings import load_settings
 
     monkeypatch.delenv("H2OPS_S3_BACKEND", raising=False)
-    assert load_settings(copy).s3_backend == "none"  # the stack reads the committed choice
+    monkeypatch.delenv("H2OPS_DATABASE", raising=False)
+    settings = load_settings(copy)  # the stack reads the committed choices
+    assert (settings.s3_backend, settings.database) == ("none", "postgres")
     assert_project_tests_pass(copy)
 
     before = read_files(copy)
-    again = init(copy, "--yes", "--name", NAME, "--object-store", "none")
+    again = init(copy, "--yes", "--name", NAME, "--object-store", "none", "--database", "postgres")
     assert "Nothing to do" in again.stderr
     assert read_files(copy) == before
 

@@ -47,7 +47,9 @@ def airflow_token(stack: RunningStack) -> str:
 def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
     report = stack.run.status()
     names = [service.name for service in report.services]
-    assert names == ["s3", "mlflow", "airflow", "jupyter"]
+    on_postgres = stack.database == "postgres"
+    database = ["postgres"] if on_postgres else []
+    assert names == ["s3", *database, "mlflow", "airflow", "jupyter"]
     assert all(service.healthy for service in report.services), report
     assert report.service("s3").details["backend"] in ("minio", "rclone")
     assert set(report.credentials) == {
@@ -56,6 +58,7 @@ def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
         "jupyter_token",
         "s3_access_key",
         "s3_secret_key",
+        *(["postgres_password"] if on_postgres else []),
     }
     assert stack.run.cli("status").returncode == 0
 

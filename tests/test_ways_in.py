@@ -45,6 +45,7 @@ SHELL_PACKAGES = [
     "uv",
     "python312Packages.nox",
     "rclone",
+    "postgresql_17",
     "nodejs_22",
     "git",
 ]
@@ -152,6 +153,7 @@ in
   python312 = python;
   uv = stub "uv";
   rclone = stub "rclone";
+  postgresql_17 = stub "postgresql_17";
   nodejs_22 = stub "nodejs_22";
   git = stub "git";
   zlib = pkg "zlib" "{zlib}";

@@ -19,6 +19,8 @@ DagStyle = Literal["python", "yaml", "both"]
 ObjectStore = Literal["auto", "minio", "rclone", "none"]
 DAG_STYLES: tuple[str, ...] = get_args(DagStyle)
 OBJECT_STORES: tuple[str, ...] = get_args(ObjectStore)
+Database = Literal["sqlite", "postgres"]
+DATABASES: tuple[str, ...] = get_args(Database)
 
 PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
@@ -37,6 +39,7 @@ class Answers:
     examples: bool
     dags: DagStyle | None = None
     object_store: ObjectStore | None = None
+    database: Database | None = None
 
     @property
     def distribution(self) -> str:

@@ -14,6 +14,7 @@ from rich.prompt import Confirm, Prompt
 from devtools.init import InitError
 from devtools.init.answers import (
     DAG_STYLES,
+    DATABASES,
     OBJECT_STORES,
     Answers,
     DagStyle,
@@ -81,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "--object-store",
         choices=OBJECT_STORES,
         help="the stack's S3 server, written to [tool.h2ops] s3_backend (default: as it is)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=DATABASES,
+        help="Airflow's and MLflow's metadata, written to [tool.h2ops] database "
+        "(default: as it is)",
     )
     parser.add_argument(
         "--dags",
@@ -175,7 +182,10 @@ def _answers(
     author = answer("author", "Author", git_author, check_author)
     email = answer("email", "Email", git_email, check_email)
     examples, dags, object_store = _layout(args, state, ask)
-    return Answers(name, package, description, author, email, examples, dags, object_store)
+    # Only by flag: SQLite needs nothing installed, so no question for every newcomer.
+    return Answers(
+        name, package, description, author, email, examples, dags, object_store, args.database
+    )
 
 
 def _layout(
@@ -270,5 +280,10 @@ def _summarise(
     else:
         where = "s3_backend under [tool.h2ops] in pyproject.toml"
         console.print(f"  object store {answers.object_store}: {where}", markup=False)
+    if answers.database is None:
+        console.print(f"  database {state.database or 'sqlite'} (unchanged)")
+    else:
+        where = "database under [tool.h2ops] in pyproject.toml"
+        console.print(f"  database {answers.database}: {where}", markup=False)
     changed = len(changes) - removed - added
     console.print(f"  {changed} files changed, {added} added, {removed} removed")

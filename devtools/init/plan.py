@@ -19,7 +19,7 @@ from devtools.init.project_state import (
     ROOT_PYPROJECT,
     ProjectState,
 )
-from devtools.init.pyproject_keys import authors, set_keys
+from devtools.init.pyproject_keys import Value, authors, set_keys
 from devtools.init.readmes import replace_intro, retitle, root_intro
 from devtools.init.regions import drop_region
 from devtools.init.rename import rename
@@ -79,12 +79,14 @@ def new_files(files: Files, state: ProjectState, answers: Answers) -> Files:
     elif state.examples and answers.dags and answers.dags != state.dags:
         files = keep_one_training_dag(files, answers.dags)
     files = _with_metadata(files, state, answers)
+    choices: dict[str, Value | None] = {}
     if answers.object_store is not None:
+        choices["s3_backend"] = answers.object_store
+    if answers.database is not None:
+        choices["database"] = answers.database
+    if choices:
         files[ROOT_PYPROJECT] = set_keys(
-            files[ROOT_PYPROJECT].decode(),
-            "tool.h2ops",
-            {"s3_backend": answers.object_store},
-            ROOT_PYPROJECT,
+            files[ROOT_PYPROJECT].decode(), "tool.h2ops", choices, ROOT_PYPROJECT
         ).encode()
     return files
 

@@ -26,6 +26,7 @@ class ProjectState:
     examples: bool
     dags: DagStyle | None
     object_store: str | None
+    database: str | None = None
 
     @classmethod
     def of(cls, files: Files) -> ProjectState:
@@ -38,6 +39,7 @@ class ProjectState:
             examples=EXAMPLE_MARKER in files,
             dags=dag_style(files),
             object_store=h2ops.get("s3_backend"),
+            database=h2ops.get("database"),
         )
 
 

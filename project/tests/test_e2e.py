@@ -4,8 +4,10 @@ Airflow trains (triggered through its REST API), the model Asset triggers infere
 holds the champion alias, the mlflow bucket holds the model's files, the data store holds
 predictions, and the notebooks run top to bottom in a kernel with the stack's environment.
 
-Runs twice: on the `stack` fixture (root conftest.py -> devtools.testing) and on
-`stack_without_object_store` (H2OPS_S3_BACKEND=none); each is an object with
+Runs three times: on the stack with its metadata in SQLite and in PostgreSQL
+(`stack_on_sqlite`, `stack_on_postgres`: the `stack` fixture's two stacks, root conftest.py ->
+devtools.testing) and on `stack_without_object_store` (H2OPS_S3_BACKEND=none); each is an
+object with
 `airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
 `airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
 and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...).
@@ -123,9 +125,12 @@ class AirflowApi:
             raise AssertionError(f"{dag_id} {run['dag_run_id']} {run['state']}:\n{report}")
 
 
-@pytest.fixture(scope="module", params=["stack", "stack_without_object_store"])
+@pytest.fixture(
+    scope="module", params=["stack_on_sqlite", "stack_on_postgres", "stack_without_object_store"]
+)
 def any_stack(request: pytest.FixtureRequest) -> Any:
-    """The example must work on both: with an S3 server, and with local folders only."""
+    """The example must work on each: with an S3 server and its metadata in SQLite or in
+    PostgreSQL, and with local folders only."""
     return request.getfixturevalue(request.param)
 
 

@@ -37,7 +37,7 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(plan.root / "project" / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__PARALLELISM": str(plan.airflow_parallelism),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__AUTH_MANAGER": (
@@ -46,9 +46,16 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        # The stack's own plugin (one writing API request at a time; see its docstring).
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": plan.metadata_url("airflow"),
+        # On SQLite, the stack's own plugin (one writing API request at a time; see its
+        # docstring); PostgreSQL takes concurrent writers and needs none.
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins" if plan.postgres else PLUGINS_FOLDER),
+        # Airflow's async engine: psycopg (3) serves both, no second driver (asyncpg).
+        **(
+            {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": plan.metadata_url("airflow", "async")}
+            if plan.postgres
+            else {}
+        ),
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
         "AIRFLOW__API__SECRET_KEY": settings.airflow_jwt_secret,
         "AIRFLOW__API__BASE_URL": url,
@@ -122,6 +129,7 @@ def declare(plan: StackPlan) -> Service:
         url=url,
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
+        requires=plan.metadata_requires,
         # The simple auth manager logs in only through its own form (a token it sets itself);
         # its one way around the form, `simple_auth_manager_all_admins`, turns logins off.
         ui=url,
@@ -163,9 +171,13 @@ def prepare_home(settings: StackSettings, environment: dict[str, str], log: Path
         json.dump({settings.airflow_username: settings.airflow_password}, handle)
 
     stamp = home / "migrated-version"
-    version = _installed_airflow_version()
-    database = home / "airflow.db"
-    if database.exists() and stamp.exists() and stamp.read_text().strip() == version:
+    connection = environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    sqlite = connection.removeprefix("sqlite:///")
+    # Migrated for this version, on this database (a SQLite file deleted by hand, a new
+    # PostgreSQL database, count as not migrated).
+    version = f"{_installed_airflow_version()} {'sqlite' if sqlite != connection else 'postgres'}"
+    present = sqlite == connection or Path(sqlite).exists()
+    if present and stamp.exists() and stamp.read_text().strip() == version:
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as output:

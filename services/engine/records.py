@@ -33,6 +33,10 @@ class Program:
     environment: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
     stop_seconds: int = 15
+    # The signal that asks it to stop (sent to its process group), then SIGKILL after
+    # stop_seconds: e.g. INT for a server whose TERM waits for its clients to leave.
+    stop_signal: str = "TERM"
+
     # Programs `command` runs in turn (a launcher's target), so `doctor` checks them too.
     runs: tuple[str, ...] = ()
 

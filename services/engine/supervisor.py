@@ -101,7 +101,7 @@ def render_config(
             "autorestart=true",
             "startsecs=1",
             "startretries=5",
-            "stopsignal=TERM",
+            f"stopsignal={program.stop_signal}",
             f"stopwaitsecs={program.stop_seconds}",
             "stopasgroup=true",
             "killasgroup=true",

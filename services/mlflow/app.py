@@ -33,9 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backend-store-uri", required=True)
+    # From the environment by default: a PostgreSQL URI holds a password `ps` would show.
+    parser.add_argument("--backend-store-uri", default=os.environ.get("MLFLOW_BACKEND_STORE_URI"))
     parser.add_argument("--artifacts-destination", required=True)
     args = parser.parse_args(argv)
+    if not args.backend_store_uri:
+        parser.error("--backend-store-uri or MLFLOW_BACKEND_STORE_URI is required")
 
     import uvicorn
     from mlflow.environment_variables import (

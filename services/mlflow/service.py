@@ -1,5 +1,6 @@
-"""MLflow 3 tracking server: SQLite store in the state dir, artifacts proxied to s3://mlflow/
-(or kept in a folder there when the stack runs without an object store)."""
+"""MLflow 3 tracking server: metadata in SQLite (in the state dir) or the stack's PostgreSQL,
+artifacts proxied to s3://mlflow/ (or kept in a folder there when the stack runs without an
+object store)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ if TYPE_CHECKING:
 def declare(plan: StackPlan) -> Service:
     settings = plan.settings
     home = plan.layout.service_dir("mlflow")
-    requires: tuple[str, ...] = ()
+    requires: tuple[str, ...] = plan.metadata_requires
     if plan.object_store:
-        artifacts, requires = "s3://mlflow/", ("s3",)
+        artifacts, requires = "s3://mlflow/", ("s3", *requires)
     else:
         artifacts = (home / "artifacts").as_uri()
     url = plan.url(settings.mlflow_port)
@@ -30,6 +31,8 @@ def declare(plan: StackPlan) -> Service:
         ),
         # Prompt optimisation and scorer jobs need a job runner; a local stack does not.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # Through the environment, not argv: with PostgreSQL it holds the password.
+        "MLFLOW_BACKEND_STORE_URI": plan.metadata_url("mlflow"),
     }
     if origins := allowed_origins(settings.mlflow_port, os.environ):
         environment["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = ",".join(origins)
@@ -47,8 +50,6 @@ def declare(plan: StackPlan) -> Service:
                     settings.host,
                     "--port",
                     str(settings.mlflow_port),
-                    "--backend-store-uri",
-                    f"sqlite:///{home / 'mlflow.db'}",
                     "--artifacts-destination",
                     artifacts,
                 ],
