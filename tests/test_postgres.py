@@ -50,7 +50,7 @@ def query(run: StackRun, sql: str, *params: object) -> list[tuple[Any, ...]]:
         ) as connection,
         connection.cursor() as cursor,
     ):
-        cursor.execute(sql, params)  # type: ignore[arg-type]
+        cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
 
