@@ -43,7 +43,7 @@ class StackRun:
     ports: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        names = ["AIRFLOW", "MLFLOW", "JUPYTER", "S3", "S3_CONSOLE"]
+        names = ["AIRFLOW", "MLFLOW", "JUPYTER", "S3", "S3_CONSOLE", "SERVING"]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
 
     @property

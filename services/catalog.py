@@ -16,6 +16,7 @@ from services.jupyter import service as jupyter
 from services.mlflow import service as mlflow
 from services.plan import StackPlan
 from services.s3 import service as s3
+from services.serving import service as serving
 
 Declare = Callable[[StackPlan], Declared]
 
@@ -24,6 +25,7 @@ CATALOG: tuple[Declare, ...] = (
     mlflow.declare,
     airflow.declare,
     jupyter.declare,
+    serving.declare,
 )
 
 
