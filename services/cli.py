@@ -155,17 +155,21 @@ def _status(plan: StackPlan, args: argparse.Namespace) -> int:
 
 def _print_status(report: StatusReport) -> None:
     table = Table(title="H2Ops stack", title_justify="left")
-    for column in ("service", "state", "url", "pid", "detail"):
+    for column in ("service", "state", "url", "pid"):
         table.add_column(column)
+    details = []
     for service in report.services:
         state = service.state.value
         if service.state is ServiceState.RUNNING:
             state = "[green]healthy[/green]" if service.healthy else "[yellow]unhealthy[/yellow]"
             if service.waiting:
                 state = "[cyan]waiting[/cyan]"
-        detail = service.detail if service.state is ServiceState.RUNNING else ""
-        table.add_row(service.title, state, service.url, str(service.pid or ""), detail)
+            if service.detail:
+                details.append(f"{service.title}: {service.detail}")
+        table.add_row(service.title, state, service.url, str(service.pid or ""))
     console.print(table)
+    for line in details:  # under the table, unwrapped: versions, run ids, what it waits for
+        console.print(line, markup=False)
     credentials = Table(title="Credentials (from .env)", title_justify="left", show_header=False)
     for key, value in report.credentials.items():
         credentials.add_row(key, value)
