@@ -69,18 +69,19 @@ def register(offset: int, tmp_path: Path, requirements: list[str] | None = None)
     import mlflow
     import numpy as np
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
     code = tmp_path / "add_offset.py"
     code.write_text(MODEL_CODE)
-    example = np.zeros((2, 3), dtype=np.float64)
+    rows = Schema([TensorSpec(np.dtype(np.float64), (-1, -1))])  # any number of columns
     mlflow.set_experiment("serving-tests")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(code),
             model_config={"offset": offset},
-            signature=infer_signature(example, example),
+            signature=ModelSignature(inputs=rows, outputs=rows),
             pip_requirements=requirements or [f"mlflow=={mlflow.__version__}"],
         )
     version = mlflow.register_model(info.model_uri, MODEL).version
@@ -273,7 +274,14 @@ def test_package_model_bundle_installs_fresh_and_serves_without_the_stack(
     serve = ["models", "serve", "-m", str(out / "model"), "--env-manager", "local"]
     server = subprocess.Popen(
         [str(venv / "bin" / "mlflow"), *serve, "--host", "127.0.0.1", "--port", str(port)],
-        env={**env, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+        # It starts `uvicorn` from PATH: the bundle's venv first, as serve.sh and the
+        # Containerfile have it (not this repository's .venv).
+        env={
+            **env,
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        },
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -203,8 +203,9 @@ if [ ! -x .venv/bin/mlflow ]; then
   uv pip install --python .venv/bin/python --require-hashes -r requirements.lock
   uv pip install --python .venv/bin/python --no-deps wheels/*.whl
 fi
-export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
-exec .venv/bin/mlflow models serve -m model --env-manager local \\
+# mlflow models serve starts `uvicorn` from PATH: the venv's.
+export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+exec mlflow models serve -m model --env-manager local \\
   --host "${{HOST:-127.0.0.1}}" --port "${{PORT:-{PORT}}}"
 """
     (out / "serve.sh").write_text(serve)
