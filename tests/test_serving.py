@@ -283,8 +283,8 @@ def test_package_model_bundle_installs_fresh_and_serves_without_the_stack(
             "DO_NOT_TRACK": "true",
         },
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(tmp_path / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -296,8 +296,23 @@ def test_package_model_bundle_installs_fresh_and_serves_without_the_stack(
             except httpx.HTTPError:
                 return False
 
-        assert poll_until(pinged, 180, 1), "the bundle's scoring server did not answer /ping"
+        if not poll_until(pinged, 180, 1):
+            log = (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the bundle's scoring server did not answer /ping:\n{log}")
         offset = float(version)  # each version here adds the offset it was registered with
         assert predict(url, [[1.0]]).json() == {"predictions": [[1.0 + offset]]}
     finally:
         stop_groups([server.pid], 10, server.poll)
+
+
+def test_requirements_are_checked_against_the_installed_versions() -> None:
+    from importlib.metadata import version
+
+    from services.serving.requirements import unmet
+
+    numpy = version("numpy")
+    assert unmet([f"numpy=={numpy}", "packaging", 'pywin32==1; sys_platform == "win32"']) == []
+    assert unmet(["numpy==0.0.1", "h2ops-no-such-package"]) == [
+        f"numpy==0.0.1 (installed: {numpy})",
+        "h2ops-no-such-package (not installed)",
+    ]
