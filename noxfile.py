@@ -110,6 +110,13 @@ def bench(session: nox.Session) -> None:
     session.run(venv_python(), "-m", "devtools.bench", *session.posargs, external=True)
 
 
+@nox.session(name="package-model")
+def package_model(session: nox.Session) -> None:
+    """Bundle a model to serve elsewhere: `-- [MODEL@ALIAS] [--output DIR]` (default: served)."""
+    session.run(*sync_command(), external=True, silent=True)
+    session.run(venv_python(), "-m", "services.serving.bundle", *session.posargs, external=True)
+
+
 @nox.session
 def deploy(session: nox.Session) -> None:
     """Render deploy/ (image, Helm values) from the stack's settings; `-- --check` only checks."""

@@ -40,10 +40,11 @@ class StackRun:
     root: Path = REPO_ROOT
     python: str = sys.executable
     extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = ()  # what `up` with no names starts (all when empty)
     ports: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        names = ["AIRFLOW", "MLFLOW", "JUPYTER", "S3", "S3_CONSOLE", "POSTGRES"]
+        names = ["AIRFLOW", "MLFLOW", "JUPYTER", "S3", "S3_CONSOLE", "POSTGRES", "SERVING"]
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
 
     @property
@@ -68,7 +69,7 @@ class StackRun:
         )
 
     def up(self, *services: str) -> subprocess.CompletedProcess[str]:
-        result = self.cli("up", *services)
+        result = self.cli("up", *(services or self.services))
         if result.returncode != 0:
             raise AssertionError(f"up failed ({result.returncode}):\n{result.stderr}")
         return result

@@ -17,6 +17,7 @@ from services.mlflow import service as mlflow
 from services.plan import StackPlan
 from services.postgres import service as postgres
 from services.s3 import service as s3
+from services.serving import service as serving
 
 Declare = Callable[[StackPlan], Declared]
 
@@ -26,6 +27,7 @@ CATALOG: tuple[Declare, ...] = (
     mlflow.declare,
     airflow.declare,
     jupyter.declare,
+    serving.declare,
 )
 
 

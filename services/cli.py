@@ -34,6 +34,8 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 EXIT_NOT_RUNNING = 3
+# How `up` reports a service it is done with: healthy, or waiting as it should (see Health).
+UP_EVENTS = ("ready", "already", "waiting")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +118,7 @@ def _up(plan: StackPlan, args: argparse.Namespace) -> int:
     def render() -> Table:
         table = Table.grid(padding=(0, 2))
         for name, event in rows.items():
-            mark = "[green]✓[/green]" if event.startswith(("ready", "already")) else "…"
+            mark = "[green]✓[/green]" if event.startswith(UP_EVENTS) else "…"
             table.add_row(mark, f"[bold]{name}[/bold]", event)
         return table
 
@@ -127,7 +129,7 @@ def _up(plan: StackPlan, args: argparse.Namespace) -> int:
                 return
             rows[name] = event
             live.update(render())
-            if event.startswith(("ready", "already")) and not console.is_terminal:
+            if event.startswith(UP_EVENTS) and not console.is_terminal:
                 console.print(f"✓ {name} {event}")
 
         stack.up(args.services, report)
@@ -162,19 +164,26 @@ def _status(plan: StackPlan, args: argparse.Namespace) -> int:
     started = report.stack.started
     if not started:
         return EXIT_NOT_RUNNING
-    return 0 if all(service.healthy for service in started) else 1
+    return 0 if all(service.fine for service in started) else 1
 
 
 def _print_status(report: StatusReport) -> None:
     table = Table(title="H2Ops stack", title_justify="left")
     for column in ("service", "state", "url", "pid"):
         table.add_column(column)
+    details = []
     for service in report.services:
         state = service.state.value
         if service.state is ServiceState.RUNNING:
             state = "[green]healthy[/green]" if service.healthy else "[yellow]unhealthy[/yellow]"
+            if service.waiting:
+                state = "[cyan]waiting[/cyan]"
+            if service.detail:
+                details.append(f"{service.title}: {service.detail}")
         table.add_row(service.title, state, service.url, str(service.pid or ""))
     console.print(table)
+    for line in details:  # under the table, unwrapped: versions, run ids, what it waits for
+        console.print(line, markup=False)
     credentials = Table(title="Credentials (from .env)", title_justify="left", show_header=False)
     for key, value in report.credentials.items():
         credentials.add_row(key, value)

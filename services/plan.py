@@ -173,7 +173,11 @@ class StackPlan:
         """What a user's code needs to reach the stack; every program, Airflow task and
         notebook kernel gets it, so `boto3.client("s3")`, `mlflow.start_run()` and the
         project's data I/O work with no configuration."""
-        env = {"MLFLOW_TRACKING_URI": self.url(self.settings.mlflow_port), **NO_TELEMETRY}
+        env = {
+            "MLFLOW_TRACKING_URI": self.url(self.settings.mlflow_port),
+            "H2OPS_SERVING_URL": self.url(self.settings.serving_port),
+            **NO_TELEMETRY,
+        }
         if not self.object_store:
             env["H2OPS_DATA_URL"] = self.layout.service_dir("data").as_uri()
             return env

@@ -72,6 +72,7 @@ class StackSettings(BaseSettings):
     jupyter_port: Port = Field(8888, description="JupyterLab.")
     s3_port: Port = Field(9000, description="S3 API.")
     s3_console_port: Port = Field(9001, description="MinIO console (MinIO backend only).")
+    serving_port: Port = Field(5001, description="The champion model's scoring server.")
     s3_backend: S3Backend = Field(
         "auto", description="minio, rclone, none, or auto (minio when on PATH, else rclone)."
     )
@@ -105,6 +106,18 @@ class StackSettings(BaseSettings):
         True, description="Fork Airflow's components from one process that imported it once."
     )
 
+    # The registered model `serving` serves, and the alias it follows (the example registers
+    # example-water-mask@champion); a project names its own under [tool.h2ops].
+    serving_model: str = Field(
+        "example-water-mask", min_length=1, description="Registered model the stack serves."
+    )
+    serving_alias: str = Field(
+        "champion", min_length=1, description="Registry alias whose version is served."
+    )
+    serving_poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often serving asks the registry where the alias is."
+    )
+
     airflow_username: str = "admin"
     airflow_password: str = ""
     airflow_jwt_secret: str = ""
@@ -136,6 +149,7 @@ class StackSettings(BaseSettings):
             "H2OPS_JUPYTER_PORT": self.jupyter_port,
             "H2OPS_S3_PORT": self.s3_port,
             "H2OPS_S3_CONSOLE_PORT": self.s3_console_port,
+            "H2OPS_SERVING_PORT": self.serving_port,
         }
         if self.database == "postgres":
             ports["H2OPS_POSTGRES_PORT"] = self.postgres_port

@@ -55,9 +55,11 @@ def client_environment(settings: StackSettings) -> dict[str, str]:
     return StackPlan.of(settings).client_environment()
 
 
-def test_four_services_with_their_ports_and_order(tmp_path: Path) -> None:
+def test_five_services_with_their_ports_and_order(tmp_path: Path) -> None:
     services = by_name(make_plan(tmp_path, airflow_port=18080))
-    assert list(services) == ["s3", "mlflow", "airflow", "jupyter"]
+    assert list(services) == ["s3", "mlflow", "airflow", "jupyter", "serving"]
+    assert services["serving"].requires == ("mlflow",)
+    assert services["serving"].ports == {"H2OPS_SERVING_PORT": 5001}
     assert services["airflow"].ports == {"H2OPS_AIRFLOW_PORT": 18080}
     assert services["mlflow"].requires == ("s3",)
     assert services["airflow"].program_names == [
@@ -161,10 +163,13 @@ def test_without_object_store_mlflow_keeps_artifacts_locally(tmp_path: Path) -> 
 
 
 def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, mlflow_port=15000, s3_port=19000, host="0.0.0.0")
+    settings = make_settings(
+        tmp_path, mlflow_port=15000, s3_port=19000, serving_port=15001, host="0.0.0.0"
+    )
     env = client_environment(settings)
     assert set(env) >= CLIENT_VARIABLES
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+    assert env["H2OPS_SERVING_URL"] == "http://127.0.0.1:15001"
     assert env["AWS_ENDPOINT_URL_S3"] == env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19000"
     assert env["AWS_SECRET_ACCESS_KEY"] == "secret"
     assert env["DO_NOT_TRACK"] == env["MLFLOW_DISABLE_TELEMETRY"] == "true"

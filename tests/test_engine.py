@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from devtools.harness import free_ports
 from services.catalog import declare_services
 from services.engine.layout import StateLayout
 from services.engine.processes import poll_until, stop_groups
-from services.engine.records import Program, Service, SwitchedOff, http_ok
+from services.engine.records import Health, Program, Service, SwitchedOff, http_ok
 from services.engine.stack import ServiceFailed, Stack, StackError
 from services.engine.status import ServiceState, StackStatus
 from services.engine.supervisor import marked_processes
@@ -208,3 +209,39 @@ def test_stop_groups_asks_then_kills_what_does_not_listen() -> None:
     assert killed == {processes[deaf].pid}
     assert processes[deaf].wait(5) == -signal.SIGKILL
     assert processes["pass"].wait(5) == -signal.SIGTERM
+
+
+@pytest.mark.stack
+def test_a_waiting_service_is_up_and_fine_and_a_refused_one_fails_at_once(tmp_path: Path) -> None:
+    """`waiting` (running as it should, waiting for something outside the stack) lets `up`
+    succeed and `status` call it fine; `refused` fails `up` on the spot, with its reason."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+    def declared(name: str, health: Health) -> Service:
+        return Service(name, name, [Program(name, sleeper)], "", lambda _client: health)
+
+    engine = Stack(
+        layout=StateLayout(tmp_path / "state"),
+        declared=[
+            declared("patient", Health(False, "waiting for a record", waiting=True)),
+            declared("picky", Health(False, "this record needs X", refused=True)),
+        ],
+        environment={},
+        host="127.0.0.1",
+        ready_timeout=60,
+        home=tmp_path,
+    )
+    try:
+        assert engine.up(["patient"]) == {"patient": "waiting: waiting for a record"}
+        # supervisord calls a program running once it has lived a second (startsecs=1).
+        assert poll_until(lambda: engine.status().service("patient").waiting, 5)
+        patient = engine.status().service("patient")
+        assert patient.waiting and patient.fine and not patient.healthy
+        assert patient.detail == "waiting for a record"
+        started = time.monotonic()
+        with pytest.raises(ServiceFailed, match="picky did not become healthy: this record"):
+            engine.up(["picky"])
+        assert time.monotonic() - started < 30, "refused fails now, not at the timeout"
+        assert engine.status().service("picky").state is ServiceState.STOPPED
+    finally:
+        engine.down()

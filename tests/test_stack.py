@@ -49,8 +49,10 @@ def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
     names = [service.name for service in report.services]
     on_postgres = stack.database == "postgres"
     database = ["postgres"] if on_postgres else []
-    assert names == ["s3", *database, "mlflow", "airflow", "jupyter"]
-    assert all(service.healthy for service in report.services), report
+    assert names == ["s3", *database, "mlflow", "airflow", "jupyter", "serving"]
+    # Serving has no champion to serve until a model is registered: waiting, not failing.
+    assert all(s.healthy or s.name == "serving" for s in report.services), report
+    assert all(service.fine for service in report.services), report
     assert report.service("s3").details["backend"] in ("minio", "rclone")
     assert set(report.credentials) == {
         "airflow_username",

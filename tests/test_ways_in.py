@@ -49,7 +49,14 @@ SHELL_PACKAGES = [
     "nodejs_22",
     "git",
 ]
-STACK_PORT_FIELDS = ["airflow_port", "mlflow_port", "jupyter_port", "s3_port", "s3_console_port"]
+STACK_PORT_FIELDS = [
+    "airflow_port",
+    "mlflow_port",
+    "jupyter_port",
+    "s3_port",
+    "s3_console_port",
+    "serving_port",
+]
 
 
 def missing_tool(message: str) -> None:

@@ -1,7 +1,9 @@
 """Airflow DAG `example_inference`: runs whenever the champion model's Asset is updated.
 
 Loads models:/example-water-mask@champion, predicts water masks for a batch of new tiles,
-and writes masks and water-area statistics under predictions/<batch>/ in the data store.
+and writes masks and water-area statistics under predictions/<batch>/ in the data store; then
+asks the stack's served model (MLflow's scoring server, over HTTP) for one tile and checks it
+agrees with the batch prediction.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def example_inference() -> None:
     def predict(batch: dict[str, str]) -> dict[str, Any]:
         return workflow_steps.predict_water_masks(batch["dataset"], batch["batch_id"])
 
-    predict(receive_new_tiles())  # type: ignore[arg-type]  # an XComArg where a dict is typed
+    @task
+    def compare_with_served_model(summary: dict[str, Any]) -> dict[str, Any]:
+        return workflow_steps.compare_with_served_model(summary)
+
+    compare_with_served_model(predict(receive_new_tiles()))  # type: ignore[arg-type]  # an XComArg where a dict is typed
 
 
 example_inference()

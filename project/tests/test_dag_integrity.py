@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from water_mapping.model.registry import CHAMPION_MODEL_URI
+from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 EXAMPLE_DAG_IDS = {"example_training", "example_inference"}
@@ -44,3 +44,19 @@ def test_training_updates_the_asset_that_schedules_inference(dag_bag: Any) -> No
     assert [asset.uri for asset in inference.timetable.asset_condition.objects] == [
         CHAMPION_MODEL_URI
     ]
+
+
+def test_inference_checks_its_batch_against_the_served_model(dag_bag: Any) -> None:
+    dag = dag_bag.dags["example_inference"]
+    assert {task.task_id: set(task.upstream_task_ids) for task in dag.tasks} == {
+        "receive_new_tiles": set(),
+        "predict": {"receive_new_tiles"},
+        "compare_with_served_model": {"predict"},
+    }
+
+
+def test_the_stack_serves_the_model_the_example_registers() -> None:
+    from services.settings import StackSettings
+
+    assert StackSettings.model_fields["serving_model"].default == MODEL_NAME
+    assert StackSettings.model_fields["serving_alias"].default == CHAMPION_ALIAS

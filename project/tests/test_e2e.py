@@ -15,6 +15,7 @@ and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,13 +24,17 @@ from typing import Any
 
 import httpx
 import nbformat
+import numpy as np
 import pytest
 from devtools.testing import poll_until, s3_client
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME
+from water_mapping.dataloader.synthetic_tiles import generate_tile
+from water_mapping.model.metrics import mask_scores
+from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME, load_champion
+from water_mapping.model.serving import predict_served, wait_until_serving
 from water_mapping.utils.data_store import open_data_store
 from water_mapping.workflow_steps import PREDICTIONS_PREFIX, batch_id_from
 
@@ -243,6 +248,34 @@ def test_model_files_are_in_the_artifact_store(
     model_files = [key for key in keys if model_id in key]
     assert any(key.endswith("MLmodel") for key in model_files), (model_id, keys[:50])
     assert any(key.endswith("classifier.joblib") for key in model_files)
+
+
+def test_the_served_champion_predicts_as_the_batch_did(
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any, stack_env: dict[str, str]
+) -> None:
+    """The stack's `serving` answers over HTTP with the champion, as the inference DAG saw."""
+    client = MlflowClient(tracking_uri=any_stack.mlflow_url)
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    url = any_stack.env["H2OPS_SERVING_URL"]
+    served = wait_until_serving(url, str(champion.version), timeout=120)
+    assert served["run_id"] == champion.run_id
+    tile = generate_tile("e2e-served", seed=7, size=32)
+    mask = predict_served(url, tile.bands[None])[0]
+    batch = np.asarray(load_champion().predict(tile.bands[None]))
+    np.testing.assert_array_equal(mask, batch[0])
+    assert mask_scores(tile.water_mask, mask)["iou"] > 0.8
+
+    airflow = AirflowApi(
+        any_stack.airflow_url, any_stack.airflow_username, any_stack.airflow_password
+    )
+    run_id = pipeline_runs["inference"]["dag_run_id"]
+    check = airflow._json(
+        "GET",
+        f"/dags/{INFERENCE_DAG}/dagRuns/{run_id}/taskInstances/compare_with_served_model"
+        "/xcomEntries/return_value",
+    )["value"]
+    check = json.loads(check) if isinstance(check, str) else check
+    assert check["checked"] is True and check["model_version"] == str(champion.version), check
 
 
 def _bucket_keys(stack: Any) -> list[str]:

@@ -15,10 +15,20 @@ import httpx
 
 @dataclass(frozen=True)
 class Health:
-    """One answer of a health probe: healthy or not, and a short reason a person can act on."""
+    """One answer of a health probe: healthy or not, and a short reason a person can act on.
+
+    `waiting`: not healthy, but running as it should while it waits for something outside the
+    stack (data a user has yet to create): `up` succeeds and `status` says what it waits for,
+    rather than failing or restarting it. `refused`: what it was given cannot work and waiting
+    will not change that, so `up` fails now with `detail` instead of at its timeout. `facts`
+    are what the probe learned that `status` shows (e.g. which version runs).
+    """
 
     healthy: bool
     detail: str = ""
+    waiting: bool = False
+    refused: bool = False
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 HealthProbe = Callable[[httpx.Client], Health]

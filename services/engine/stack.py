@@ -231,7 +231,8 @@ class Stack:
                         ports=service.ports,
                         log=str(self.layout.log_file(service.programs[0].name)),
                         programs=programs,
-                        details=service.details,
+                        details={**service.details, **health.facts},
+                        waiting=health.waiting,
                     )
                 )
         return StackStatus(entries, str(self.layout.root))
@@ -317,6 +318,13 @@ class Bringup:
                         program.name,
                     )
             item.health = service.probe(self.client)
+            if item.health.refused:
+                raise self.stack.failure(service, item.health.detail)
+            if item.health.waiting:  # running as it should; what it waits for is the user's
+                item.phase = Phase.READY
+                self.outcome[service.name] = f"waiting: {item.health.detail}"
+                report(service.name, f"waiting: {item.health.detail}")
+                return
             if item.health.healthy:
                 if service.after_ready is not None:
                     service.after_ready()

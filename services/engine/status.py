@@ -102,6 +102,13 @@ class ServiceStatus:
     log: str
     programs: list[ProgramStatus]
     details: dict[str, str] = field(default_factory=dict)
+    # Running as it should, but waiting for something outside the stack (see Health.waiting).
+    waiting: bool = False
+
+    @property
+    def fine(self) -> bool:
+        """Healthy, or waiting as it should: nothing for the user to fix in the stack."""
+        return self.healthy or self.waiting
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +116,7 @@ class ServiceStatus:
             "title": self.title,
             "state": self.state.value,
             "healthy": self.healthy,
+            "waiting": self.waiting,
             "detail": self.detail,
             "url": self.url,
             "pid": self.pid,
@@ -133,6 +141,7 @@ class ServiceStatus:
             log=data["log"],
             programs=[ProgramStatus.from_json(program) for program in data["programs"]],
             details={key: value for key, value in data.items() if key not in own},
+            waiting=data.get("waiting", False),
         )
 
     def program(self, name: str) -> ProgramStatus:

@@ -114,8 +114,9 @@ def predict_water_masks(
 
     store = open_data_store()
     tiles = read_tiles(store, dataset)
+    model_uri, version = _pin_version(model_uri)
     raw_masks: np.ndarray = np.asarray(
-        load_champion(model_uri).predict(np.stack([t.bands for t in tiles]))
+        load_champion(model_uri).predict(np.stack([tile.bands for tile in tiles]))
     )
     rows = []
     for tile, raw_mask in zip(tiles, raw_masks, strict=True):
@@ -136,4 +137,57 @@ def predict_water_masks(
         "statistics_url": statistics_url,
         "total_water_area_km2": float(table["water_area_km2"].sum()),
         "mean_iou_vs_truth": float(table["iou_vs_truth"].mean()),
+        "dataset": dataset,
+        "model_uri": model_uri,
+        "model_version": version,
+    }
+
+
+def _pin_version(model_uri: str) -> tuple[str, str | None]:
+    """`models:/NAME@ALIAS` as the version the alias points at now, so the batch and a later
+    check name the same model; other URIs as they are (no version)."""
+    if not (model_uri.startswith("models:/") and "@" in model_uri):
+        return model_uri, None
+    from mlflow import MlflowClient
+
+    name, alias = model_uri.removeprefix("models:/").split("@", 1)
+    version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    return f"models:/{name}/{version}", version
+
+
+def compare_with_served_model(batch: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    """Ask the served model (the stack's `serving`, over HTTP) for the batch's first tile and
+    check it gives the batch prediction's raw mask, pixel for pixel.
+
+    Waits (bounded) until the served version is the one the batch used. Outside the stack
+    (no H2OPS_SERVING_URL) or for a model that is not a registry version, says why it skipped.
+    """
+    import numpy as np
+
+    from water_mapping.dataloader.tile_store import list_tile_ids, read_tile
+    from water_mapping.model.serving import predict_served, serving_url, wait_until_serving
+    from water_mapping.utils.data_store import get_arrays, open_data_store
+
+    url = serving_url()
+    if url is None or batch.get("model_version") is None:
+        reason = "no H2OPS_SERVING_URL" if url is None else "the batch used no registry version"
+        return {"checked": False, "reason": reason}
+    served = wait_until_serving(url, batch["model_version"], timeout)
+    store = open_data_store()
+    tile = read_tile(store, batch["dataset"], list_tile_ids(store, batch["dataset"])[0])
+    key = f"{PREDICTIONS_PREFIX}/{batch['batch_id']}/{tile.tile_id}.npz"
+    expected = get_arrays(store, key)["raw_water_mask"]
+    answer = predict_served(url, tile.bands[None])[0]
+    differing = int(np.count_nonzero(answer != expected))
+    if answer.shape != expected.shape or differing:
+        raise RuntimeError(
+            f"the served model (version {served['version']} at {url}) disagrees with the batch "
+            f"prediction on {tile.tile_id}: {differing} of {expected.size} pixels differ"
+        )
+    return {
+        "checked": True,
+        "tile_id": tile.tile_id,
+        "model_version": served["version"],
+        "run_id": served["run_id"],
+        "pixels": int(expected.size),
     }

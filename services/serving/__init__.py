@@ -1,0 +1,1 @@
+"""The champion model, served by MLflow's scoring server, following its registry alias."""
