@@ -261,7 +261,7 @@ def test_the_served_champion_predicts_as_the_batch_did(
     assert served["run_id"] == champion.run_id
     tile = generate_tile("e2e-served", seed=7, size=32)
     mask = predict_served(url, tile.bands[None])[0]
-    batch = np.asarray(load_champion().predict(tile.bands[None]))
+    batch: np.ndarray = np.asarray(load_champion().predict(tile.bands[None]))
     np.testing.assert_array_equal(mask, batch[0])
     assert mask_scores(tile.water_mask, mask)["iou"] > 0.8
 
