@@ -81,7 +81,7 @@ def test_on_postgres_the_metadata_moves_and_airflow_runs_more_tasks(tmp_path: Pa
         tmp_path, database="postgres", postgres_port=15432, postgres_password="pg-secret"
     )
     services = by_name(plan)
-    assert list(services) == ["s3", "postgres", "mlflow", "airflow", "jupyter"]
+    assert list(services) == ["s3", "postgres", "mlflow", "airflow", "jupyter", "serving"]
     assert services["postgres"].ports == {"H2OPS_POSTGRES_PORT": 15432}
     assert services["mlflow"].requires == ("s3", "postgres")
     assert services["airflow"].requires == ("postgres",)
@@ -268,5 +268,5 @@ def test_a_switched_off_service_says_why_when_named(tmp_path: Path) -> None:
         stack.select(["s3"])
     with pytest.raises(StackError, match=r"postgres is off \(H2OPS_DATABASE=sqlite\): set H2"):
         stack.select(["postgres"])
-    with pytest.raises(StackError, match="unknown service 'serving': choose from mlflow, airflow"):
-        stack.select(["serving"])
+    with pytest.raises(StackError, match="unknown service 'grafana': choose from mlflow, airflow"):
+        stack.select(["grafana"])
