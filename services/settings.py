@@ -88,6 +88,15 @@ class StackSettings(BaseSettings):
         True, description="Fork Airflow's components from one process that imported it once."
     )
 
+    project_name: str = Field(
+        "",
+        description="Names the Jupyter kernel `up` writes (default: the project's name).",
+    )
+    kernels_dir: Path | None = Field(
+        None,
+        description="Where `up` writes that kernel (default: the venv's share/jupyter/kernels).",
+    )
+
     airflow_username: str = "admin"
     airflow_password: str = ""
     airflow_jwt_secret: str = ""
@@ -132,6 +141,7 @@ class StackSettings(BaseSettings):
             update={
                 "state_dir": _anchor(self.state_dir, root),
                 "env_file": _anchor(self.env_file, root),
+                "kernels_dir": _anchor(self.kernels_dir, root) if self.kernels_dir else None,
             }
         )
 
