@@ -95,6 +95,7 @@ def write_editor_files(plan: StackPlan) -> list[Path]:
     new port or key reaches them). Returns what was written."""
     env = user_environment(plan)
     env_file = client_env_file(plan)
+    plan.layout.make_private(tighten=False)
     write_private(env_file, dotenv_text(env))
     kernel = kernel_dir(plan)
     kernel.mkdir(mode=0o700, parents=True, exist_ok=True)
