@@ -50,7 +50,7 @@ class Service:
     after_ready: Callable[[], None] | None = None  # one-shot work once healthy
     details: dict[str, str] = field(default_factory=dict)  # shown by `status`, e.g. backend
     # What the service's own tools need when run outside the stack (a shell, an editor, a
-    # kernel), beyond the plan's client environment: e.g. the `airflow` CLI's configuration.
+    # kernel), beyond the plan's client environment: e.g. a CLI's configuration.
     client_environment: dict[str, str] = field(default_factory=dict)
 
     @property
