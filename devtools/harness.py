@@ -50,6 +50,9 @@ class StackRun:
     def env(self) -> dict[str, str]:
         # Only this run's settings: none of the caller's H2OPS_ or Airflow configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("H2OPS_", "AIRFLOW"))}
+        # ... except the patience a slow or busy machine needs.
+        if "H2OPS_READY_TIMEOUT" in os.environ:
+            env["H2OPS_READY_TIMEOUT"] = os.environ["H2OPS_READY_TIMEOUT"]
         env.update({f"H2OPS_{name}_PORT": str(port) for name, port in self.ports.items()})
         env["H2OPS_STATE_DIR"] = str(self.base / "state")
         env["H2OPS_ENV_FILE"] = str(self.base / "stack.env")
