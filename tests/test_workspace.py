@@ -105,7 +105,9 @@ def test_project_kernel_is_listed_and_its_kernel_reaches_mlflow(
 def test_h2ops_shell_runs_the_airflow_cli_against_the_stack(stack: RunningStack) -> None:
     result = stack.run.cli("shell", "--", "airflow", "dags", "list", "--output", "json")
     assert result.returncode == 0, result.stderr
-    listed = {dag["dag_id"] for dag in json.loads(result.stdout[result.stdout.index("[") :])}
+    # Airflow prints warnings on stdout too; the listing is the one JSON line.
+    listing = next(line for line in result.stdout.splitlines() if line.startswith("[{"))
+    listed = {dag["dag_id"] for dag in json.loads(listing)}
     assert set(EXAMPLE_DAGS) <= listed
 
 
