@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devtools.testing import RunningStack, poll_until
@@ -67,20 +68,25 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(stack: RunningStack) -> Trained:
     """The example trained once on this stack (reusing a successful run if the e2e made one)."""
-    with stack.airflow_api() as api:
+    with stack.airflow_api(timeout=60) as api:
 
-        def succeeded() -> list[dict[str, Any]]:
-            runs = api.get(f"/dags/{TRAINING_DAG}/dagRuns").json()["dag_runs"]
-            return [run for run in runs if run["state"] == "success"]
+        def states() -> list[tuple[str, str]]:
+            """(run id, state) of each training run; none while the API is too busy to answer
+            (a training task holds SQLite's write lock on a slow machine)."""
+            try:
+                runs = api.get(f"/dags/{TRAINING_DAG}/dagRuns").json()["dag_runs"]
+            except httpx.TimeoutException:
+                return []
+            return [(run["dag_run_id"], run["state"]) for run in runs]
+
+        def succeeded() -> list[str]:
+            return [run_id for run_id, state in states() if state == "success"]
 
         if not succeeded():
             assert poll_until(lambda: api.get(f"/dags/{TRAINING_DAG}").is_success, 120, 2)
             api.post(f"/dags/{TRAINING_DAG}/dagRuns", json={"logical_date": None})
-            failed = lambda: any(  # noqa: E731
-                run["state"] == "failed"
-                for run in api.get(f"/dags/{TRAINING_DAG}/dagRuns").json()["dag_runs"]
-            )
-            assert poll_until(lambda: succeeded() or failed(), TRAINING_TIMEOUT, 3)
+            finished = lambda: any(state in ("success", "failed") for _, state in states())  # noqa: E731
+            assert poll_until(finished, TRAINING_TIMEOUT, 3)
         runs = succeeded()
         assert runs, f"{TRAINING_DAG} did not succeed"
     from mlflow import MlflowClient
@@ -94,7 +100,7 @@ def trained(stack: RunningStack) -> Trained:
         if any(item.path == IMAGE for item in client.list_artifacts(run.info.run_id))
     ]
     assert with_image, f"no run of {EXPERIMENT} has {IMAGE}"
-    return Trained(runs[0]["dag_run_id"], "train", experiment.experiment_id, with_image[0])
+    return Trained(runs[0], "train", experiment.experiment_id, with_image[0])
 
 
 @pytest.fixture(scope="module")
