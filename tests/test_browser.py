@@ -41,7 +41,8 @@ EXPERIMENT = "example-water-mapping"
 IMAGE = "validation_tile.png"
 NOTEBOOK = "notebooks/01_explore_tiles.ipynb"
 
-pytestmark = pytest.mark.e2e
+# Training the example first takes minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
 def chromium_or_skip() -> str:
