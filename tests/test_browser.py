@@ -75,9 +75,10 @@ def trained(stack: RunningStack) -> Trained:
             """(run id, state) of each training run; none while the API is too busy to answer
             (a training task holds SQLite's write lock on a slow machine)."""
             try:
-                runs = api.get(f"/dags/{TRAINING_DAG}/dagRuns").json()["dag_runs"]
+                response = api.get(f"/dags/{TRAINING_DAG}/dagRuns")
             except httpx.TimeoutException:
                 return []
+            runs = response.json()["dag_runs"] if response.is_success else []  # not parsed yet
             return [(run["dag_run_id"], run["state"]) for run in runs]
 
         def succeeded() -> list[str]:
