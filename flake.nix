@@ -105,6 +105,13 @@
                 if [ -f "$h2ops_root/.venv/bin/activate" ]; then
                   VIRTUAL_ENV_DISABLE_PROMPT=1 . "$h2ops_root/.venv/bin/activate"
                 fi
+                # The stack's endpoints and keys, once `nox -s up` wrote them (airflow, mlflow,
+                # boto3 and the project's code in this shell then talk to it).
+                h2ops_client_env="''${H2OPS_STATE_DIR:-$h2ops_root/.h2ops}/client.env"
+                if [ -f "$h2ops_client_env" ]; then
+                  set -a; . "$h2ops_client_env"; set +a
+                  echo "h2ops: the stack's endpoints and keys from $h2ops_client_env" >&2
+                fi
               fi
               echo "h2ops: dev shell ready (Python ${python.version}, uv, nox, rclone); \`nox -s up\` starts the stack." >&2
             '';

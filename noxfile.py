@@ -87,6 +87,28 @@ def test(session: nox.Session) -> None:
 
 
 @nox.session
+def shell(session: nox.Session) -> None:
+    """A shell (or `-- COMMAND`) with the stack's endpoints and keys: `-- airflow dags list`."""
+    _stack(session, "shell")
+
+
+@nox.session
+def screenshots(session: nox.Session) -> None:
+    """Regenerate docs/screenshots/ in a real browser, on a stack of its own (test_browser)."""
+    session.run(*sync_command(), external=True, silent=True)
+    folder = Path(__file__).parent / "docs" / "screenshots"
+    session.run(
+        venv_python(),
+        "-m",
+        "pytest",
+        "tests/test_browser.py",
+        *session.posargs,
+        external=True,
+        env={"H2OPS_SCREENSHOTS_DIR": str(folder)},
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml)."""
     session.run(*sync_command(), external=True, silent=True)

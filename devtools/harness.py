@@ -51,11 +51,21 @@ class StackRun:
     def env(self) -> dict[str, str]:
         # Only this run's settings: none of the caller's H2OPS_ or Airflow configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("H2OPS_", "AIRFLOW"))}
+        # ... except the patience a slow or busy machine needs.
+        if "H2OPS_READY_TIMEOUT" in os.environ:
+            env["H2OPS_READY_TIMEOUT"] = os.environ["H2OPS_READY_TIMEOUT"]
         env.update({f"H2OPS_{name}_PORT": str(port) for name, port in self.ports.items()})
         env["H2OPS_STATE_DIR"] = str(self.base / "state")
         env["H2OPS_ENV_FILE"] = str(self.base / "stack.env")
+        # The project's kernel goes here, not into the shared .venv a user's stack writes to.
+        env["H2OPS_KERNELS_DIR"] = str(self.kernels_dir)
         env.update(self.extra_env)
         return env
+
+    @property
+    def kernels_dir(self) -> Path:
+        """Where `up` writes the project's Jupyter kernel (JUPYTER_PATH=its parent finds it)."""
+        return self.base / "jupyter" / "kernels"
 
     def cli(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -1,4 +1,5 @@
-"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env, doctor, open.
+"""`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env, shell, doctor,
+open.
 
 Each command resolves the settings once (`StackPlan`), builds the engine from the catalog and
 prints what it did; nothing here knows how a service runs.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import shutil
 import sys
 import time
 import webbrowser
@@ -29,6 +32,12 @@ from services.engine.status import ServiceState
 from services.engine.supervisor import SupervisorError
 from services.plan import StackPlan, StatusReport
 from services.settings import REPO_ROOT, SettingsError, load_settings
+from services.workspace import (
+    remove_editor_files,
+    shell_environment,
+    user_environment,
+    write_editor_files,
+)
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
@@ -96,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--nox-version", help="the nox that runs the session (nox -s doctor)")
     opener = command("open", _open, "Open a service's UI in the browser ($BROWSER honoured).")
     opener.add_argument("service", nargs="?", default="airflow", metavar="SERVICE")
+    shell = command(
+        "shell", _shell, "Run $SHELL (or COMMAND) with the stack's endpoints and credentials."
+    )
+    shell.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     return parser
 
 
@@ -137,6 +150,8 @@ def _up(plan: StackPlan, args: argparse.Namespace) -> int:
         console.print(render())
     console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
     _print_status(plan.report(stack.status()))
+    env_file, kernel = write_editor_files(plan)
+    console.print(f"Editors and shells: {env_file} (VS Code's python.envFile), kernel {kernel}")
     return 0
 
 
@@ -152,6 +167,7 @@ def _restart(plan: StackPlan, args: argparse.Namespace) -> int:
     stack = stack_of(plan)
     stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))
     _print_status(plan.report(stack.status()))
+    write_editor_files(plan)
     return 0
 
 
@@ -230,6 +246,7 @@ def _clean(plan: StackPlan, args: argparse.Namespace) -> int:
         )
         return 2
     console.print(f"Deleted {stack_of(plan).clean()}")
+    remove_editor_files(plan)
     return 0
 
 
@@ -274,9 +291,24 @@ def _open(plan: StackPlan, args: argparse.Namespace) -> int:
 
 
 def _env(plan: StackPlan, _args: argparse.Namespace) -> int:
-    for key, value in plan.client_environment().items():
+    for key, value in user_environment(plan).items():
         stdout.print(f"export {key}={shlex.quote(value)}", markup=False, highlight=False)
     return 0
+
+
+def _shell(plan: StackPlan, args: argparse.Namespace) -> int:
+    """A shell (or one command) that talks to this stack: `h2ops shell -- airflow dags list`."""
+    if plan.settings.missing_credentials():
+        console.print("No credentials yet: `nox -s up` generates them and starts the stack.")
+        return 1
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = command or [os.environ.get("SHELL") or "/bin/sh"]
+    env = shell_environment(plan)
+    if shutil.which(command[0], path=env["PATH"]) is None:
+        console.print(f"[red]{command[0]} was not found[/red]: is it installed and on PATH?")
+        return 127
+    # Replaced, not a child: Ctrl-C and job control reach the shell as in any terminal.
+    os.execvpe(command[0], command, env)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,15 @@ class StackSettings(BaseSettings):
         True, description="Fork Airflow's components from one process that imported it once."
     )
 
+    project_name: str = Field(
+        "",
+        description="Names the Jupyter kernel `up` writes (default: the project's name).",
+    )
+    kernels_dir: Path | None = Field(
+        None,
+        description="Where `up` writes that kernel (default: the venv's share/jupyter/kernels).",
+    )
+
     # The registered model `serving` serves, and the alias it follows (the example registers
     # example-water-mask@champion); a project names its own under [tool.h2ops].
     serving_model: str = Field(
@@ -166,6 +175,7 @@ class StackSettings(BaseSettings):
             update={
                 "state_dir": _anchor(self.state_dir, root),
                 "env_file": _anchor(self.env_file, root),
+                "kernels_dir": _anchor(self.kernels_dir, root) if self.kernels_dir else None,
             }
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import stat
@@ -115,6 +116,19 @@ def test_airflow_is_configured_for_a_laptop(tmp_path: Path) -> None:
     assert int(env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"]) <= 10
     # one configuration shared by every component, so they agree on secret and URLs
     assert all(program.environment == env for program in airflow.programs)
+
+
+def test_airflow_gets_aws_default_for_the_local_s3_and_none_without_it(tmp_path: Path) -> None:
+    airflow = by_name(make_plan(tmp_path, s3_port=19000))["airflow"]
+    connection = json.loads(airflow.programs[0].environment["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert connection["conn_type"] == "aws"
+    assert (connection["login"], connection["password"]) == ("access", "secret")
+    assert connection["extra"]["endpoint_url"] == "http://127.0.0.1:19000"
+    # the same connection for the airflow CLI and dag.test() in a shell or an editor
+    assert airflow.client_environment["AIRFLOW_CONN_AWS_DEFAULT"] == json.dumps(connection)
+    assert "SPT_NOENV" not in airflow.client_environment
+    no_s3 = by_name(make_plan(tmp_path, s3_backend="none"))["airflow"]
+    assert "AIRFLOW_CONN_AWS_DEFAULT" not in no_s3.programs[0].environment
 
 
 def test_rclone_keeps_credentials_out_of_argv(tmp_path: Path) -> None:

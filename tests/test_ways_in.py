@@ -312,7 +312,8 @@ class ShellHook:
             "FAKE_NPM_CALLS": str(self.npm_calls),
             "PYTHONPATH": "/nix/store/stub-nox-deps",
         }
-        self.env.pop("VIRTUAL_ENV", None)
+        for name in ("VIRTUAL_ENV", "H2OPS_STATE_DIR", "MLFLOW_TRACKING_URI"):
+            self.env.pop(name, None)
 
     def enter(self, hook: str, cwd: Path | None = None) -> dict[str, str]:
         script = (
@@ -321,7 +322,8 @@ class ShellHook:
             + (
                 '"PYTHONPATH=${PYTHONPATH-unset}" "LD_LIBRARY_PATH=${LD_LIBRARY_PATH-unset}" '
                 '"UV_PYTHON=${UV_PYTHON-}" "UV_PYTHON_DOWNLOADS=${UV_PYTHON_DOWNLOADS-}" '
-                '"DEVCONTAINER=$(command -v devcontainer)"'
+                '"DEVCONTAINER=$(command -v devcontainer)" '
+                '"MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI-unset}"'
             )
         )
         result = run(["bash", "-c", script], cwd=cwd or self.root, env=self.env)
@@ -365,6 +367,19 @@ def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_e
     assert shell.syncs == 4, "the interpreter changed"
     shell.enter(flake_eval["hookOtherPython"])
     assert shell.syncs == 4
+
+
+def test_shell_hook_loads_the_stacks_client_env_once_up_wrote_it(flake_eval, tmp_path):
+    shell = ShellHook(tmp_path)
+    assert shell.enter(flake_eval["hookLinux"])["MLFLOW_TRACKING_URI"] == "unset"
+    (tmp_path / ".h2ops").mkdir()
+    (tmp_path / ".h2ops" / "client.env").write_text(
+        "MLFLOW_TRACKING_URI='http://127.0.0.1:5000'\n"
+        'AIRFLOW_CONN_AWS_DEFAULT=\'{"conn_type": "aws"}\'\n'
+    )
+    env = shell.enter(flake_eval["hookLinux"], cwd=tmp_path / "project")
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert "the stack's endpoints and keys" in shell.stderr
 
 
 def test_shell_hook_installs_the_locked_node_tools_only_when_their_lock_changes(

@@ -28,12 +28,33 @@ PLUGINS_FOLDER = Path(__file__).with_name("plugins")
 MIGRATE_TIMEOUT = 300
 
 
+# Only for the stack's own programs; a shell or an editor running Airflow's code keeps its own.
+PROGRAM_ONLY = ("SPT_NOENV", "MLFLOW_CONFIGURE_LOGGING")
+
+
+def aws_connection(plan: StackPlan) -> dict[str, str]:
+    """`aws_default` for Airflow's Amazon provider (S3Hook, ObjectStoragePath("s3://..."),
+    operators): the local S3 with the generated keys, through the environment, so nothing is
+    written to the metadata DB and a new key is picked up on restart."""
+    if not plan.object_store:
+        return {}
+    settings = plan.settings
+    connection = {
+        "conn_type": "aws",
+        "login": settings.s3_access_key,
+        "password": settings.s3_secret_key,
+        "extra": {"endpoint_url": plan.url(settings.s3_port), "region_name": "us-east-1"},
+    }
+    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+
+
 def airflow_environment(plan: StackPlan) -> dict[str, str]:
     """Airflow's configuration, as environment variables shared by every component."""
     settings = plan.settings
     home = plan.layout.service_dir("airflow")
     url = plan.url(settings.airflow_port)
     return {
+        **aws_connection(plan),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(plan.root / "project" / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -135,6 +156,8 @@ def declare(plan: StackPlan) -> Service:
         ui=url,
         login=f"log in as {settings.airflow_username} / {settings.airflow_password}",
         prepare=lambda: prepare_home(settings, environment, layout.log_file("airflow-migrate")),
+        # `airflow dags list`, `dag.test()` in an editor: the same home, database and DAGs.
+        client_environment={k: v for k, v in environment.items() if k not in PROGRAM_ONLY},
     )
 
 
