@@ -65,7 +65,7 @@ def s3_client(endpoint: str, access_key: str, secret_key: str) -> BaseClient:
 class S3Server:
     """The stack's S3 service under test, as its client environment describes it."""
 
-    env: dict[str, str]  # the stack's client environment, but MLflow's URL (none runs here)
+    env: dict[str, str]  # the stack's client environment, but the URLs of services not running
 
     @property
     def endpoint(self) -> str:

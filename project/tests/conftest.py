@@ -32,7 +32,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     try:
         run.up("s3")
         environment = run.status().environment
-        yield S3Server({k: v for k, v in environment.items() if k != "MLFLOW_TRACKING_URI"})
+        # Only S3 runs here: no MLflow or served model to point clients at.
+        others = {"MLFLOW_TRACKING_URI", "H2OPS_SERVING_URL"}
+        yield S3Server({k: v for k, v in environment.items() if k not in others})
     finally:
         run.down()
 

@@ -11,11 +11,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_example_notebooks_exist() -> None:
+def test_the_example_notebooks_exist() -> None:
     assert [path.name for path in NOTEBOOKS] == [
         "01_explore_tiles.ipynb",
         "02_compare_runs.ipynb",
         "03_predict_with_champion.ipynb",
+        "04_call_the_served_model.ipynb",
     ]
 
 
