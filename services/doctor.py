@@ -115,22 +115,35 @@ def _memory(running: bool) -> Finding:
     detail = f"{available / GIB:.1f} GiB available"
     if running:
         return Finding("memory", Verdict.OK, f"{detail} (the stack runs already)")
-    if available < MEMORY_FAIL:
-        return Finding("memory", Verdict.FAIL, detail, "close programs: the stack needs ~1 GiB")
-    if available < MEMORY_WARN:
-        return Finding("memory", Verdict.WARN, detail, "tasks and notebooks may run short")
-    return Finding("memory", Verdict.OK, detail)
+    return _against_limits(
+        "memory",
+        available,
+        detail,
+        (MEMORY_FAIL, "close programs: the stack needs ~1 GiB"),
+        (MEMORY_WARN, "tasks and notebooks may run short"),
+    )
 
 
 def _disk(state_dir: Path) -> Finding:
     existing = next(path for path in (state_dir, *state_dir.parents) if path.exists())
     free = shutil.disk_usage(existing).free
-    detail = f"{free / GIB:.1f} GiB free at {existing}"
-    if free < DISK_FAIL:
-        return Finding("disk", Verdict.FAIL, detail, "free space, or set H2OPS_STATE_DIR")
-    if free < DISK_WARN:
-        return Finding("disk", Verdict.WARN, detail, "runs, models and logs grow here")
-    return Finding("disk", Verdict.OK, detail)
+    return _against_limits(
+        "disk",
+        free,
+        f"{free / GIB:.1f} GiB free at {existing}",
+        (DISK_FAIL, "free space, or set H2OPS_STATE_DIR"),
+        (DISK_WARN, "runs, models and logs grow here"),
+    )
+
+
+def _against_limits(
+    check: str, amount: int, detail: str, fail: tuple[int, str], warn: tuple[int, str]
+) -> Finding:
+    """FAIL below the first limit, WARN below the second, each with what to do."""
+    for verdict, (limit, fix) in ((Verdict.FAIL, fail), (Verdict.WARN, warn)):
+        if amount < limit:
+            return Finding(check, verdict, detail, fix)
+    return Finding(check, Verdict.OK, detail)
 
 
 def _state_dir(plan: StackPlan) -> Finding:

@@ -107,18 +107,20 @@ def recording_browser(tmp_path: Path) -> tuple[Path, Path]:
     return script, record
 
 
+def open_ui(
+    stack: RunningStack, service: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`h2ops open SERVICE` on this stack, as a user runs it."""
+    command = [stack.run.python, "-m", "services", "open", service]
+    return subprocess.run(
+        command, env=env, cwd=stack.run.root, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_open_hands_the_browser_jupyter_with_its_token(stack: RunningStack, tmp_path: Path) -> None:
     script, record = recording_browser(tmp_path)
-    run = stack.run
-    env = {**run.env, "BROWSER": str(script)}
-    opened = subprocess.run(
-        [run.python, "-m", "services", "open", "jupyter"],
-        env=env,
-        cwd=run.root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**stack.run.env, "BROWSER": str(script)}
+    opened = open_ui(stack, "jupyter", env)
     assert opened.returncode == 0, opened.stderr
     (url,) = record.read_text().split()
     assert url == f"{stack.jupyter_url}/lab?token={stack.jupyter_token}"
@@ -129,33 +131,18 @@ def test_open_hands_the_browser_jupyter_with_its_token(stack: RunningStack, tmp_
         assert browser.get(f"{stack.jupyter_url}/api/contents").status_code == 200
 
     for service, expected in (("mlflow", stack.mlflow_url), ("airflow", stack.airflow_url)):
-        result = subprocess.run(
-            [run.python, "-m", "services", "open", service],
-            env=env,
-            cwd=run.root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = open_ui(stack, service, env)
         assert result.returncode == 0, result.stderr
         assert record.read_text().split()[-1] == expected
     assert stack.airflow_password in result.stderr, "Airflow's form cannot be filled: say how"
 
 
 def test_open_without_a_browser_prints_the_url_and_login(stack: RunningStack) -> None:
-    run = stack.run
     # No $BROWSER and no browser on PATH: webbrowser finds none.
-    env = {**run.env, "PATH": str(Path(run.python).parent)}
+    env = {**stack.run.env, "PATH": str(Path(stack.run.python).parent)}
     for variable in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
         env.pop(variable, None)
-    result = subprocess.run(
-        [run.python, "-m", "services", "open", "jupyter"],
-        env=env,
-        cwd=run.root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = open_ui(stack, "jupyter", env)
     assert result.returncode == 0, result.stderr
     assert f"{stack.jupyter_url}/lab?token={stack.jupyter_token}" in result.stderr
 
