@@ -190,7 +190,8 @@ def _executables(service: Declared) -> Finding:
             name,
             Verdict.FAIL,
             f"missing: {', '.join(missing)}",
-            "run `uv sync --locked` (a session does), or install what is named",
+            service.install_hint
+            or "run `uv sync --locked` (a session does), or install what is named",
         )
     return Finding(name, Verdict.OK, ", ".join(sorted({Path(p).name for p in needed})))
 

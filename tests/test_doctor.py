@@ -76,6 +76,17 @@ def test_doctor_fails_when_a_service_executable_is_missing(tmp_path: Path) -> No
     assert "no minio binary is on PATH" in row(result, "services"), result.stdout
 
 
+def test_doctor_says_how_to_get_a_missing_postgresql(tmp_path: Path) -> None:
+    nowhere = tmp_path / "no-postgres-here"
+    settings = {"H2OPS_DATABASE": "postgres", "H2OPS_POSTGRES_BIN": str(nowhere)}
+    result = doctor(StackRun(tmp_path, extra_env={"COLUMNS": "400", **settings}))
+    assert result.returncode == 1
+    assert "FAIL" in row(result, "service postgres").upper(), result.stdout
+    # What to do: the setting that points nowhere, how to install, how to fall back.
+    for hint in (f"H2OPS_POSTGRES_BIN={nowhere}", "apt-get", "H2OPS_DATABASE=sqlite"):
+        assert hint in result.stdout, hint
+
+
 def test_doctor_reports_a_leftover_stack(run: StackRun) -> None:
     run.up("s3")
     pidfile = run.base / "state" / "supervisord.pid"

@@ -74,6 +74,8 @@ class Service:
     # (None: no UI), and how to log in where it does not.
     ui: str | None = None
     login: str = ""
+    # What to do when one of its programs' executables is missing (`doctor` shows it).
+    install_hint: str = ""
     # What the service's own tools need when run outside the stack (a shell, an editor, a
     # kernel), beyond the plan's client environment: e.g. a CLI's configuration.
     client_environment: dict[str, str] = field(default_factory=dict)

@@ -83,6 +83,7 @@ def declare(plan: StackPlan) -> Declared:
         probe=answers_queries(plan),
         ports={"H2OPS_POSTGRES_PORT": port},
         prepare=lambda: prepare_cluster(plan),
+        install_hint=plan.postgres_reason if found is None else "",
         after_ready=lambda: create_databases(plan),
         details=details,
     )
