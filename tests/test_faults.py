@@ -129,9 +129,14 @@ def test_up_makes_the_state_and_what_the_programs_write_private(run: StackRun) -
 
 
 def test_unknown_service_name_lists_the_real_ones(run: StackRun) -> None:
+    result = run.cli("up", "grafana")
+    assert result.returncode == 1
+    real = "s3, mlflow, airflow, jupyter, serving"
+    assert f"unknown service 'grafana': choose from {real}" in result.stderr
+    # A real service that is switched off says why, not that it is unknown.
     result = run.cli("up", "postgres")
     assert result.returncode == 1
-    assert "unknown service 'postgres': choose from s3, mlflow, airflow, jupyter" in result.stderr
+    assert "postgres is off (H2OPS_DATABASE=sqlite): set H2OPS_DATABASE=postgres" in result.stderr
 
 
 def test_service_that_never_gets_ready_fails_bounded_with_its_log(run: StackRun) -> None:
