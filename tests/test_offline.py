@@ -42,6 +42,7 @@ def offline_prefix() -> list[str]:
     return prefix
 
 
+@pytest.mark.timeout(1500)  # up, down and a whole e2e run, one after another
 def test_up_and_the_example_pipeline_need_no_network(tmp_path):
     prefix = offline_prefix()
     run = StackRun(tmp_path)
@@ -54,7 +55,7 @@ def test_up_and_the_example_pipeline_need_no_network(tmp_path):
             f"{python} {noxfile} -s status",
             f"{python} {noxfile} -s down",
             f"{python} -m pytest -p no:cacheprovider -q project/tests/test_e2e.py"
-            " -k 'not without_object_store'",
+            " -k stack_on_sqlite",  # the default stack; the others differ in no download
         ]
     )
     try:
@@ -64,7 +65,7 @@ def test_up_and_the_example_pipeline_need_no_network(tmp_path):
             env=run.env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1400,
         )
     finally:
         run.down()
