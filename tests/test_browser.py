@@ -67,6 +67,13 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
+def stack(stack_on_sqlite: RunningStack) -> RunningStack:
+    """The default stack only: the UIs do not change with the metadata database, and each
+    stack would need its own training run first."""
+    return stack_on_sqlite
+
+
+@pytest.fixture(scope="module")
 def trained(stack: RunningStack) -> Trained:
     """The example trained once on this stack (reusing a successful run if the e2e made one)."""
     with stack.airflow_api(timeout=60) as api:
