@@ -61,7 +61,8 @@ class AirflowApi:
         self.client = httpx.Client(
             base_url=f"{url}/api/v2",
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            timeout=30,
+            # Bounded, with room for a busy two-core machine where tasks hold SQLite's writer.
+            timeout=90,
         )
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
