@@ -101,7 +101,7 @@ def screenshots(session: nox.Session) -> None:
         venv_python(),
         "-m",
         "pytest",
-        "tests/test_browser.py",
+        "tests/scenarios/test_browser.py",
         *session.posargs,
         external=True,
         env={"H2OPS_SCREENSHOTS_DIR": str(folder)},

@@ -437,7 +437,8 @@ def queue_workload(dag_id: str, run_id: str, task_id: str) -> str:
     """The scheduler's half of a KubernetesExecutor task, on the local stack this process's
     settings name: the task instance set to queued and the `ExecuteTask` workload (with its
     execution-API token) the executor serialises into the worker pod's command. For the test
-    that runs that command (tests/test_deploy.py); a cluster's scheduler does this itself."""
+    that runs that command (tests/devtools/test_deploy.py); a cluster's scheduler does this
+    itself."""
     import os
     from datetime import UTC, datetime
 

@@ -1,23 +1,39 @@
-"""pytest fixtures that run the real stack in a temporary state dir on free ports.
+"""pytest plugin: the real stack in temporary state dirs on free ports, and the suite's rules.
 
 Registered in the root `conftest.py`, so both `tests/` and `project/tests/` can ask for
-`stack` (the whole stack, started once per test session) or build their own with `StackRun`.
-It also hands tests the stack's own helpers (`poll_until`) and a boto3 client (`s3_client`),
-so no test writes them again.
+`stack` (the whole default stack, started once per test session and shared), `stack_on_postgres`
+and `stack_without_object_store` (the same for the other backends), or build their own with
+`StackRun`. It also hands tests the stack's own helpers (`poll_until`) and a boto3 client
+(`s3_client`), so no test writes them again.
+
+The rules it enforces, so that the markers and the skips say the truth:
+- a test that starts a process is marked `stack` (by its module, or because it asks for a
+  fixture in `PROCESS_FIXTURES`); an unmarked test that starts one fails, so
+  `pytest -m "not stack"` is a tier that starts nothing;
+- `unavailable(reason)` is the one way to skip for a missing tool or permission: a skip here,
+  a failure under CI, where `.ci/run` provides everything; and under CI any other skip fails
+  the run unless its test is on `CI_ALLOWED_SKIPS`;
+- a stack fixture that does not stop cleanly fails the session.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import boto3
 import httpx
+import pluggy
 import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
@@ -25,18 +41,40 @@ from botocore.config import Config
 from devtools.harness import StackRun, free_ports
 from services.engine.processes import poll_until
 from services.engine.status import ProgramStatus
+from services.engine.supervisor import marked_processes
 from services.plan import StatusReport
 from services.postgres.discovery import PostgresNotFound, find_server
 
-# The databases the `stack` fixture runs every test on (H2OPS_DATABASE).
-DATABASES = ("sqlite", "postgres")
+# croniter (Airflow's and the DAGs') runs `file` on the interpreter when first imported
+# (platform.architecture()): import it with the plugin, so that probe is no test's process.
+importlib.import_module("croniter")
+
+# Fixtures that start processes: a test that asks for one (directly or through another
+# fixture) is marked `stack`, like a module that starts its own.
+PROCESS_FIXTURES = frozenset(
+    {"stack", "stack_on_sqlite", "stack_on_postgres", "stack_without_object_store", "s3_server"}
+)
+
+# Tests that may skip under CI, each with the reason CI cannot run it. Keep it short: every
+# entry is a check CI does not make.
+CI_ALLOWED_SKIPS: dict[str, str] = {}
+
+# How long a test that disturbs the shared stack may leave it unhealthy before it is restarted.
+RECOVERY_SECONDS = 180.0
+# How often a test asks `status --json` while it waits: each call costs about a second of CPU
+# (a Python start and every health probe), and the suite shares two cores with the stacks.
+STATUS_POLL_SECONDS = 3.0
 
 __all__ = [
+    "PROCESS_FIXTURES",
+    "STATUS_POLL_SECONDS",
     "RunningStack",
     "S3Server",
     "StackRun",
+    "disturbed_stack",
     "free_ports",
     "nox_sessions",
+    "on_ci",
     "poll_until",
     "require_postgres",
     "running",
@@ -45,7 +83,29 @@ __all__ = [
     "stack_on_postgres",
     "stack_on_sqlite",
     "stack_without_object_store",
+    "unavailable",
 ]
+
+
+def on_ci() -> bool:
+    """Whether this is CI (`CI` set, as GitHub Actions and `.ci/run` set it)."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A tool or permission a check needs is missing: skip it here, fail it under CI (`.ci/run`
+    installs every tool, so there a missing one is a broken machine, not a choice)."""
+    if on_ci():
+        pytest.fail(f"{reason} (under CI this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of `name` on PATH; else `unavailable`, naming the command that installs it."""
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"`{name}` is not on PATH: `{install}` enables this check")
+    return found
 
 
 def s3_client(endpoint: str, access_key: str, secret_key: str) -> BaseClient:
@@ -143,58 +203,162 @@ class RunningStack:
         return {program.name: program for program in self.run.status().service(service).programs}
 
 
+def stop_cleanly(run: StackRun) -> None:
+    """`down`, and fail unless it succeeded and left no process of the stack behind."""
+    result = run.down()
+    left = marked_processes(run.base / "state")
+    if result.returncode != 0 or left:
+        pytest.fail(
+            f"the stack in {run.base} did not stop cleanly (down exited {result.returncode}; "
+            f"left running: {[process.pid for process in left]}):\n{result.stderr[-3000:]}",
+            pytrace=False,
+        )
+
+
 def running(run: StackRun) -> Iterator[RunningStack]:
-    """Bring `run` up, yield it, and stop it whatever happens: for a stack of a test's own."""
+    """Bring `run` up, yield it, and stop it whatever happens; a stop that is not clean fails."""
     try:
         run.up()
         yield RunningStack.from_status(run, run.status())
     finally:
-        run.down()
+        stop_cleanly(run)
 
 
 def require_postgres() -> None:
-    """Skip a PostgreSQL test where no server is installed; in CI (`CI` set), fail instead:
-    there `.ci/run` installs one, so a missing server is a broken machine, not a choice."""
+    """A PostgreSQL server to run, or `unavailable` with what to install."""
     try:
         find_server(None)
     except PostgresNotFound as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(error))
+        unavailable(str(error))
 
 
-def _stack_on(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    if database == "postgres":
-        require_postgres()
-    run = StackRun(
-        tmp_path_factory.mktemp(f"stack-{database}"), extra_env={"H2OPS_DATABASE": database}
-    )
-    yield from running(run)
+def traversable_base(prefix: str) -> Path:
+    """A fresh temp dir others may traverse (0711): what keeps them out of a stack in it is the
+    stack's own modes, not a private parent (the second-user test relies on that)."""
+    base = Path(tempfile.mkdtemp(prefix=f"h2ops-{prefix}-"))
+    base.chmod(0o711)
+    return base
 
 
-@pytest.fixture(scope="session")
-def stack_on_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The whole stack with its metadata in SQLite (the default)."""
-    yield from _stack_on("sqlite", tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def stack_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The whole stack with its metadata in PostgreSQL (skipped where none is installed)."""
-    yield from _stack_on("postgres", tmp_path_factory)
-
-
-@pytest.fixture(scope="session", params=DATABASES)
-def stack(request: pytest.FixtureRequest) -> RunningStack:
-    """The whole stack, up once for the test session on each database, stopped after: every
-    test that uses it runs on SQLite and on PostgreSQL. The end-to-end test asks for
-    `stack_on_<database>` by name, and shares these stacks."""
-    running_stack: RunningStack = request.getfixturevalue(f"stack_on_{request.param}")
-    return running_stack
+def _shared_stack(name: str, extra_env: dict[str, str]) -> Iterator[RunningStack]:
+    base = traversable_base(name)
+    try:
+        yield from running(StackRun(base, extra_env=extra_env))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def stack_without_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack() -> Iterator[RunningStack]:
+    """The whole default stack (metadata in SQLite), up once for the test session and shared by
+    every test that reads from it. A test that kills part of it asks for `disturbed_stack`."""
+    yield from _shared_stack("stack", {"H2OPS_DATABASE": "sqlite"})
+
+
+@pytest.fixture(scope="session")
+def stack_on_sqlite(stack: RunningStack) -> RunningStack:
+    """The default stack by the name the end-to-end test's backends share."""
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack_on_postgres() -> Iterator[RunningStack]:
+    """The whole stack with its metadata in PostgreSQL, for the checks where the database
+    matters (unavailable where no server is installed)."""
+    require_postgres()
+    yield from _shared_stack("stack-postgres", {"H2OPS_DATABASE": "postgres"})
+
+
+@pytest.fixture(scope="session")
+def stack_without_object_store() -> Iterator[RunningStack]:
     """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
-    run = StackRun(tmp_path_factory.mktemp("stack-none"), extra_env={"H2OPS_S3_BACKEND": "none"})
-    yield from running(run)
+    yield from _shared_stack("stack-none", {"H2OPS_S3_BACKEND": "none"})
+
+
+def _all_fine(run: StackRun) -> bool:
+    try:
+        return all(service.fine for service in run.status().services)
+    except (subprocess.TimeoutExpired, ValueError):
+        return False
+
+
+@pytest.fixture
+def disturbed_stack(stack: RunningStack) -> Iterator[RunningStack]:
+    """The shared stack, for a test that kills part of it. Afterwards every service must be
+    fine again within RECOVERY_SECONDS; if not, the stack is restarted (so no later test meets
+    a damaged stack) and this test fails."""
+    yield stack
+    if poll_until(lambda: _all_fine(stack.run), RECOVERY_SECONDS, STATUS_POLL_SECONDS):
+        return
+    report = stack.run.cli("status").stdout
+    stack.run.down()
+    stack.run.up()
+    pytest.fail(f"the shared stack was not healthy {RECOVERY_SECONDS} s after this test:\n{report}")
+
+
+# -- the suite's rules --------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for a fixture that starts processes, or runs end to end, is a `stack`
+    test."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        starts = names & PROCESS_FIXTURES or item.get_closest_marker("e2e") is not None
+        if starts and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
+
+
+class _ProcessStarted(Exception):
+    """An unmarked test started a process."""
+
+
+@contextmanager
+def _no_process_started(nodeid: str) -> Iterator[None]:
+    """Starting a process (subprocess, fork, spawn) raises while this holds."""
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise _ProcessStarted(f"{nodeid} starts a process: mark it `stack` (pytest.mark.stack)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "_execute_child", refuse)
+        for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp"):
+            if hasattr(os, name):
+                patch.setattr(os, name, refuse)
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Outside `stack` tests, starting a process fails the test, in its fixtures too: the
+    marker says the truth. (Teardown is free: a session's stack stops after its last test.)"""
+    if item.get_closest_marker("stack") is not None:
+        yield
+        return
+    with _no_process_started(item.nodeid):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("stack") is not None:
+        yield
+        return
+    with _no_process_started(item.nodeid):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport]]:
+    """Under CI a skip fails the test, unless the test is on CI_ALLOWED_SKIPS."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and on_ci()) or hasattr(report, "wasxfail"):
+        return
+    if any(item.nodeid.startswith(allowed) for allowed in CI_ALLOWED_SKIPS):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI, and not on CI_ALLOWED_SKIPS: {reason}"

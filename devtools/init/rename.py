@@ -7,7 +7,7 @@ import re
 from devtools.init.repository import Files
 
 # Init's own code and tests name example projects; they are left as they are.
-OWN_PATHS = ("devtools/init/", "tests/test_init.py")
+OWN_PATHS = ("devtools/init/", "tests/devtools/test_init.py")
 DOCUMENT_SUFFIXES = (".md",)
 
 

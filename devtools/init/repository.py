@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from devtools.init import InitError
@@ -111,10 +112,15 @@ def _remove_if_only_leftovers(folder: Path, root: Path) -> None:
 
 
 def update_lock(root: Path) -> None:
-    """Refresh uv.lock after a pyproject changed, from uv's cache if it can, else PyPI."""
+    """Refresh uv.lock after a pyproject changed, from uv's cache if it can, else PyPI.
+
+    With this interpreter (the locked `.venv`'s): nox strips UV_PYTHON from what it runs, and
+    where Python 3.12 is found only through it, uv would find no interpreter at all.
+    """
+    command = [*uv_command(), "lock", "--python", sys.executable]
     for extra in (["--offline"], []):
         done = subprocess.run(
-            [*uv_command(), "lock", *extra], cwd=root, capture_output=True, text=True, check=False
+            [*command, *extra], cwd=root, capture_output=True, text=True, check=False
         )
         if done.returncode == 0:
             return

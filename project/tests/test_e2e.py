@@ -126,9 +126,32 @@ class AirflowApi:
         return "\n".join(lines)
 
     def assert_succeeded(self, dag_id: str, run: dict[str, Any]) -> None:
+        """The run succeeded, and each task on its first try: the example DAGs' retries would
+        otherwise hide a task that fails once."""
         if run["state"] != "success":
             report = self.task_report(dag_id, run["dag_run_id"])
             raise AssertionError(f"{dag_id} {run['dag_run_id']} {run['state']}:\n{report}")
+        base = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"
+        retried = {
+            task["task_id"]: task["try_number"]
+            for task in self._json("GET", base)["task_instances"]
+            if task["try_number"] != 1
+        }
+        if retried:
+            logs = "\n".join(
+                f"{task_id} try 1:\n{self.task_log(dag_id, run['dag_run_id'], task_id, 1)}"
+                for task_id in retried
+            )
+            raise AssertionError(f"{dag_id} needed more than one try: {retried}\n{logs}")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """The end of one try's log."""
+        log = self.client.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            headers={"Accept": "application/json"},
+        )
+        content = log.json().get("content", []) if log.is_success else [log.text]
+        return "\n".join(f"    {_log_line(item)}" for item in content[-30:])
 
 
 @pytest.fixture(

@@ -3,7 +3,7 @@
 connection the stack sets in the environment (AIRFLOW_CONN_AWS_DEFAULT).
 
 Run as a file it calls `dag.test()`, as VS Code's "Airflow: dag.test()" launch configuration
-does: `h2ops shell -- python tests/dags/s3_roundtrip.py PREFIX` (tests/test_workspace.py).
+does: `h2ops shell -- python tests/dags/s3_roundtrip.py PREFIX` (tests/services/test_workspace.py).
 """
 
 from __future__ import annotations

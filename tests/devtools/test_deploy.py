@@ -4,7 +4,6 @@ command a KubernetesExecutor worker pod runs proven on real processes against a 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -13,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from devtools.deploy import DEPLOY, check, render
-from devtools.testing import StackRun, poll_until, running, s3_client
+from devtools.testing import RunningStack, StackRun, poll_until, s3_client
 from services.settings import REPO_ROOT
+from services.workspace import CLIENT_ENV_FILE
 
 # What the official chart's worker pod runs for a task: the cncf.kubernetes provider's
 # KubernetesExecutor turns an ExecuteTask workload into this command (Airflow 3); the image's
@@ -24,6 +25,7 @@ from services.settings import REPO_ROOT
 WORKER_COMMAND = ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
 
 
+@pytest.mark.stack
 def test_the_committed_deploy_files_are_current_and_valid() -> None:
     assert check(DEPLOY, render()) == []
 
@@ -94,6 +96,7 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
         "k8s-field",
     ],
 )
+@pytest.mark.stack
 def test_a_broken_value_fails_the_check(
     tmp_path: Path, relative: str, old: str, new: str, expected: str
 ) -> None:
@@ -117,28 +120,29 @@ def test_a_broken_value_fails_the_check(
     assert f"{relative} is out of date: run `nox -s deploy`" in result.stderr
 
 
-def _pod_environment(stack_env: dict[str, str], airflow_url: str) -> dict[str, str]:
+def _pod_environment(
+    stack_env: dict[str, str], airflow_url: str, client_env: Path
+) -> dict[str, str]:
     """The environment deploy/values/airflow.yaml gives a worker pod, pointed at the local stack:
     its `env` list with the cluster's URLs swapped for the stack's, its `secret` list filled
     from the stack's credentials (a cluster fills them from its Secrets), and the Airflow
-    settings the chart adds for every pod (the execution API, the image's DAGs folder)."""
+    settings the chart adds for every pod (the execution API, the image's DAGs folder). Remote
+    task logging stays on, so the task's log must reach s3://data/airflow-logs."""
     values = yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())
     local = {
         "MLFLOW_TRACKING_URI": stack_env["MLFLOW_TRACKING_URI"],
         "AWS_ENDPOINT_URL_S3": stack_env["AWS_ENDPOINT_URL_S3"],
         "MLFLOW_S3_ENDPOINT_URL": stack_env["MLFLOW_S3_ENDPOINT_URL"],
     }
-    environment = {}
-    for entry in values["env"]:
-        name = entry["name"]
-        # Remote logging needs the Amazon provider of Airflow's image, which uv.lock lacks.
-        if name.startswith("AIRFLOW__LOGGING__REMOTE_"):
-            continue
-        environment[name] = local.get(name, entry["value"])
+    environment = {
+        entry["name"]: local.get(entry["name"], entry["value"]) for entry in values["env"]
+    }
     for entry in values["secret"]:
         environment[entry["envName"]] = stack_env[entry["envName"]]
     return {
         **environment,
+        # Remote task logs go through `aws_default`: here the local S3, as `up` defines it.
+        "AIRFLOW_CONN_AWS_DEFAULT": dotenv_values(client_env)["AIRFLOW_CONN_AWS_DEFAULT"] or "",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "project" / "dags"),
@@ -171,38 +175,52 @@ def _queued_workload(run: StackRun, run_id: str, task_id: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.stack
-def test_the_worker_pod_command_completes_a_task_of_the_example_dag(tmp_path: Path) -> None:
-    # A busy machine (the suite, other stacks) can take minutes to bring Airflow up.
-    run = StackRun(tmp_path, extra_env={"H2OPS_READY_TIMEOUT": "600"})
-    with contextlib.contextmanager(running)(run) as stack, stack.airflow_api() as api:
+def test_the_worker_pod_command_completes_a_task_of_the_example_dag(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    """On the shared stack: the run it makes is failed afterwards and the DAG unpaused again,
+    so the stack's scheduler picks up nothing of it and later tests find the DAG as it was."""
+    with stack.airflow_api() as api:
         assert poll_until(lambda: api.get("/dags/example_training").is_success, 120), (
             "example_training was not parsed"
         )
+        was_paused = api.get("/dags/example_training").json()["is_paused"]
         # Paused, so the stack's own scheduler leaves the run to us (the "cluster").
         response = api.patch("/dags/example_training", json={"is_paused": True})
         assert response.is_success, response.text
         response = api.post("/dags/example_training/dagRuns", json={"logical_date": None})
         assert response.is_success, response.text
         run_id = response.json()["dag_run_id"]
+        try:
+            workload = _queued_workload(stack.run, run_id, "generate")
+            client_env = Path(stack.state_dir) / CLIENT_ENV_FILE
 
-        workload = _queued_workload(run, run_id, "generate")
+            pod_home = tmp_path / "pod"
+            pod_home.mkdir()
+            result = subprocess.run(
+                [*WORKER_COMMAND, workload],
+                env={
+                    **_pod_environment(stack.env, stack.airflow_url, client_env),
+                    "HOME": str(pod_home),
+                },
+                cwd=pod_home,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-        pod_home = tmp_path / "pod"
-        pod_home.mkdir()
-        result = subprocess.run(
-            [*WORKER_COMMAND, workload],
-            env={**_pod_environment(stack.env, stack.airflow_url), "HOME": str(pod_home)},
-            cwd=pod_home,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-        instance = api.get(f"/dags/example_training/dagRuns/{run_id}/taskInstances/generate")
-        assert instance.json()["state"] == "success", result.stdout[-3000:]
-        client = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
-        written = client.list_objects_v2(Bucket="data", Prefix="raw/").get("Contents", [])
-        assert written, "the task wrote no tile to s3://data/raw/"
+            instance = api.get(f"/dags/example_training/dagRuns/{run_id}/taskInstances/generate")
+            assert instance.json()["state"] == "success", result.stdout[-3000:]
+            client = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
+            written = client.list_objects_v2(Bucket="data", Prefix="raw/").get("Contents", [])
+            assert written, "the task wrote no tile to s3://data/raw/"
+            # Remote logging as the cluster has it: the task's log is in s3://data/airflow-logs.
+            logs = client.list_objects_v2(Bucket="data", Prefix="airflow-logs/").get("Contents", [])
+            keys = [item["Key"] for item in logs]
+            ours = [key for key in keys if run_id in key and "generate" in key]
+            assert ours, f"no log of this task under s3://data/airflow-logs/: {keys}"
+        finally:
+            api.patch(f"/dags/example_training/dagRuns/{run_id}", json={"state": "failed"})
+            api.patch("/dags/example_training", json={"is_paused": was_paused})

@@ -16,7 +16,13 @@ from typing import Any
 import psutil
 import pytest
 
-from devtools.testing import RunningStack, StackRun, poll_until, require_postgres
+from devtools.testing import (
+    STATUS_POLL_SECONDS,
+    RunningStack,
+    StackRun,
+    poll_until,
+    require_postgres,
+)
 from services.engine.supervisor import marked_processes
 
 pytestmark = pytest.mark.stack
@@ -25,6 +31,7 @@ WRITERS = 8
 METRICS_PER_WRITER = 25
 TRAINING_DAG = "example_training_from_config"
 PARALLEL_RUNS = 3
+PARALLEL_RUN_SECONDS = 420  # with the parse wait, within the test's 600 s
 LOCK_ERRORS = ("database is locked", "deadlock detected", "could not serialize")
 
 
@@ -54,8 +61,20 @@ def query(run: StackRun, sql: str, *params: object) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
-def test_concurrent_mlflow_writers_finish_without_lock_errors(stack: RunningStack) -> None:
+def test_on_postgres_status_lists_it_before_its_users_and_every_service_is_fine(
+    stack_on_postgres: RunningStack,
+) -> None:
+    report = stack_on_postgres.run.status()
+    names = [service.name for service in report.services]
+    assert names == ["s3", "postgres", "mlflow", "airflow", "jupyter", "serving"]
+    assert all(service.fine for service in report.services), report
+    assert report.credentials["postgres_password"], "a generated password, no default"
+
+
+def test_concurrent_mlflow_writers_finish_without_lock_errors(
+    stack_on_postgres: RunningStack,
+) -> None:
+    stack = stack_on_postgres
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=stack.mlflow_url)
@@ -88,10 +107,10 @@ def test_concurrent_mlflow_writers_finish_without_lock_errors(stack: RunningStac
     print(f"{WRITERS} writers x {METRICS_PER_WRITER} metrics: {elapsed:.1f} s")
 
 
-@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
-def test_parallel_airflow_runs_overlap_and_succeed(stack: RunningStack) -> None:
+def test_parallel_airflow_runs_overlap_and_succeed(stack_on_postgres: RunningStack) -> None:
     """Several training runs at once (each writing to MLflow from its tasks): all succeed,
     their tasks run at the same time, and no component logged a lock error."""
+    stack = stack_on_postgres
     with stack.airflow_api(timeout=60) as api:
         assert poll_until(lambda: api.get(f"/dags/{TRAINING_DAG}").is_success, WAIT_SECONDS, 2), (
             f"{TRAINING_DAG} was not parsed"
@@ -118,8 +137,8 @@ def test_parallel_airflow_runs_overlap_and_succeed(stack: RunningStack) -> None:
             done = all(state["state"] in ("success", "failed") for state in states)
             return states if done else None
 
-        states = poll_until(finished, 600, 5)
-        assert states is not None, "the runs did not finish within 600 s"
+        states = poll_until(finished, PARALLEL_RUN_SECONDS, 5)
+        assert states is not None, f"the runs did not finish within {PARALLEL_RUN_SECONDS} s"
         assert [state["state"] for state in states] == ["success"] * PARALLEL_RUNS
         spans = []
         for run in run_ids:
@@ -152,7 +171,9 @@ def test_cluster_survives_sigkill_and_down_up_and_clean_removes_it(tmp_path: Pat
             status = run.status().service("postgres")
             return status.healthy and status.pid not in (None, killed)
 
-        assert poll_until(back, WAIT_SECONDS, 1), "postgres did not come back after SIGKILL"
+        assert poll_until(back, WAIT_SECONDS, STATUS_POLL_SECONDS), (
+            "postgres did not come back after SIGKILL"
+        )
         assert query(run, "SELECT value FROM kept") == [("before the kill",)]
         query(run, "INSERT INTO kept VALUES ('after the kill')")
 

@@ -47,6 +47,7 @@ def test_every_service_folder_is_in_the_catalog() -> None:
     assert sorted(service.name for service in declare_services(plan)) == SERVICE_FOLDERS
 
 
+@pytest.mark.stack
 def test_the_engine_imports_nothing_outside_itself() -> None:
     for path in sorted(ENGINE.glob("*.py")):
         ours = {m for m in imported_modules(path) if m == "services" or m.startswith("services.")}
@@ -183,6 +184,7 @@ def test_poll_until_returns_the_first_answer_or_none_at_the_deadline() -> None:
     assert poll_until(lambda: False, 0.2, 0.05) is None
 
 
+@pytest.mark.stack
 def test_stop_groups_asks_then_kills_what_does_not_listen() -> None:
     deaf = "signal.signal(signal.SIGTERM, signal.SIG_IGN)"
     processes = {

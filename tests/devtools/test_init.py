@@ -28,8 +28,11 @@ from devtools.init.pyproject_keys import authors, set_keys
 from devtools.init.rename import is_own, rename
 from devtools.init.repository import read_files
 from services.bootstrap import uv_command
+from services.settings import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.stack  # init runs git, uv and the example's own tests as processes
+
+ROOT = REPO_ROOT
 NAME = "Lake Watch"
 PACKAGE = "lake_watch"
 
@@ -90,7 +93,7 @@ def assert_project_tests_pass(copy: Path, *tests: str) -> None:
 def assert_lint_clean_and_locked(copy: Path) -> None:
     _run([sys.executable, "-m", "ruff", "check", "--no-cache", "project"], cwd=copy)
     _run([sys.executable, "-m", "ruff", "format", "--no-cache", "--check", "project"], cwd=copy)
-    _run([*uv_command(), "lock", "--check", "--offline"], cwd=copy)
+    _run([*uv_command(), "lock", "--check", "--offline", "--python", sys.executable], cwd=copy)
 
 
 def s3_backend(copy: Path) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.testing import RunningStack, StackRun, poll_until, running
+from devtools.testing import RunningStack, StackRun, poll_until
 from services.engine.supervisor import marked_processes
 
 pytestmark = pytest.mark.stack
@@ -100,13 +100,6 @@ def test_doctor_reports_a_leftover_stack(run: StackRun) -> None:
     # Its S3 port is held, but by this stack: that is not a failure.
     assert "held by this stack" in row(result, f"port {run.ports['S3']} (H2OPS_S3_PORT)")
     assert result.returncode == 0, result.stdout
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """The whole stack, with room to start on a machine busy with other test runs."""
-    base = tmp_path_factory.mktemp("open")
-    yield from running(StackRun(base, extra_env={"H2OPS_READY_TIMEOUT": "900"}))
 
 
 def recording_browser(tmp_path: Path) -> tuple[Path, Path]:

@@ -19,14 +19,20 @@ from typing import Any
 
 import pytest
 
-from devtools.testing import RunningStack, StackRun, s3_client
+from devtools.testing import RunningStack, StackRun, require_tool, s3_client, unavailable
 from services.engine.layout import StateLayout, UnsafeStateError
 from services.engine.supervisor import marked_processes
 
 NOBODY = 65534
-as_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root to hand files to another user: run as root (CI does)"
-)
+
+
+@pytest.fixture
+def root() -> None:
+    if os.geteuid() != 0:
+        unavailable("needs root to hand files to another user: run as root (CI does)")
+
+
+as_root = pytest.mark.usefixtures("root")
 
 
 def mode(path: Path) -> int:
@@ -146,9 +152,8 @@ def test_make_private_closes_state_written_before(tmp_path: Path) -> None:
 def other_user() -> Iterator[pwd.struct_passwd]:
     """A throwaway local user, removed after (also when the test fails)."""
     if os.geteuid() != 0:
-        pytest.skip("creates a second local user: run as root (e.g. in CI: .ci/run)")
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not installed (Debian: passwd)")
+        unavailable("creates a second local user: run as root (e.g. in CI: .ci/run)")
+    require_tool("useradd", "apt-get install -y passwd")
     name = f"h2ops-probe-{uuid.uuid4().hex[:6]}"
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
@@ -159,21 +164,6 @@ def other_user() -> Iterator[pwd.struct_passwd]:
         yield pwd.getpwnam(name)
     finally:
         subprocess.run(["userdel", name], check=False, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def open_stack(other_user: pwd.struct_passwd) -> Iterator[RunningStack]:
-    """The whole stack in a fresh temp dir that other users may traverse (0711), so what stops
-    them is the stack's own modes, not pytest's private temp dir."""
-    base = Path(tempfile.mkdtemp(prefix="h2ops-private-"))
-    base.chmod(0o711)
-    run = StackRun(base)
-    try:
-        run.up()
-        yield RunningStack.from_status(run, run.status())
-    finally:
-        run.down()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def as_user(user: pwd.struct_passwd, probe: Callable[[], object]) -> Any:
@@ -227,9 +217,10 @@ def try_each(paths: list[Path]) -> Callable[[], dict[str, str]]:
 
 @pytest.mark.stack
 def test_a_second_user_can_read_connect_to_and_use_nothing(
-    open_stack: RunningStack, other_user: pwd.struct_passwd
+    stack: RunningStack, other_user: pwd.struct_passwd
 ) -> None:
-    stack = open_stack
+    """On the shared stack, whose temp dir others may traverse (0711): what stops them is the
+    stack's own modes, not pytest's private temp dir."""
     s3 = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
     s3.put_object(Bucket="data", Key="private/object.txt", Body=b"water")
     state, env_file = Path(stack.state_dir), stack.run.base / "stack.env"

@@ -72,6 +72,7 @@ def test_five_services_with_their_ports_and_order(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.stack
 def test_on_postgres_the_metadata_moves_and_airflow_runs_more_tasks(tmp_path: Path) -> None:
     """PostgreSQL starts before the services whose metadata it holds; they reach it through
     psycopg with the generated password, which no argv shows; Airflow drops the SQLite-only

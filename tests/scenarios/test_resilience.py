@@ -79,6 +79,7 @@ def scheduler_pid(stack: RunningStack, target: str) -> int:
 
 
 @pytest.mark.parametrize("target", ["program", "process"])
+@pytest.mark.timeout(2 * RUN_SECONDS + 120)  # two waits of RUN_SECONDS, then diagnostics
 def test_a_run_survives_its_scheduler_being_killed_mid_task(
     own_stack: RunningStack, airflow: httpx.Client, target: str
 ) -> None:

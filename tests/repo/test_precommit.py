@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from services.bootstrap import venv_dir
+from services.settings import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 CONFIG = ROOT / ".pre-commit-config.yaml"
 
 
@@ -26,6 +27,7 @@ def test_every_hook_is_local_and_runs_a_locked_tool() -> None:
         assert hook["language"] == "system" and hook["entry"].startswith(".venv/bin/"), hook
 
 
+@pytest.mark.stack
 @pytest.mark.timeout(1500)  # mypy over the whole tree, on a machine that may be busy
 def test_pre_commit_run_all_files_passes_on_a_copy(tmp_path: Path) -> None:
     copy = tmp_path / "repo"

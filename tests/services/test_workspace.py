@@ -154,6 +154,7 @@ def test_no_git_tracked_file_holds_a_generated_secret(stack: RunningStack) -> No
     assert settings["python.envFile"] == "${workspaceFolder}/.h2ops/" + CLIENT_ENV_FILE
 
 
+@pytest.mark.stack
 def test_clean_removes_the_kernel_it_wrote_but_not_a_foreign_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

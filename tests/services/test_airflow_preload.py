@@ -23,6 +23,8 @@ from services.airflow import preload
 from services.engine.processes import poll_until
 from services.settings import REPO_ROOT
 
+pytestmark = pytest.mark.stack  # every test runs the fork server or its client as processes
+
 SERVER = textwrap.dedent(
     """
     import os, signal, sys, time

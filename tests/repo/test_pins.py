@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from services.bootstrap import LAUNCHER_PACKAGES, locked_version
@@ -69,6 +70,7 @@ def python_without_nox(tmp_path: Path) -> str:
     return str(tmp_path / "plain" / "bin" / "python")
 
 
+@pytest.mark.stack
 def test_noxfile_runs_from_a_python_without_nox(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     for name in ("noxfile.py", "uv.lock", "services/__init__.py", "services/bootstrap.py"):

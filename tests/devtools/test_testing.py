@@ -1,0 +1,112 @@
+"""The suite's own rules (devtools/testing.py), shown on small test files run by pytester in this
+process: an unmarked test that starts a process fails, a skip under CI fails unless allowed, and
+`unavailable` skips here but fails under CI."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+STARTS_A_PROCESS = """
+import subprocess
+import pytest
+
+def test_unmarked():
+    subprocess.run(["true"], check=True)
+
+@pytest.mark.stack
+def test_marked():
+    subprocess.run(["true"], check=True)
+"""
+
+FIXTURE_STARTS_A_PROCESS = """
+import subprocess
+import pytest
+
+@pytest.fixture(scope="module")
+def server():
+    return subprocess.run(["true"], check=True).returncode
+
+def test_uses_it(server):
+    assert server == 0
+"""
+
+SKIPS = """
+import pytest
+from devtools.testing import unavailable
+
+def test_plain_skip():
+    pytest.skip("not today")
+
+def test_missing_tool():
+    unavailable("`frobnicate` is not on PATH: `apt-get install frobnicate` enables this check")
+
+@pytest.mark.xfail(reason="known", strict=True)
+def test_expected_failure():
+    raise AssertionError
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester folder with this repository's plugin, run in this process."""
+    pytester.makeconftest('pytest_plugins = ["devtools.testing"]')
+    pytester.makeini("[pytest]\nmarkers =\n    stack: starts processes\n")
+    monkeypatch.delenv("CI", raising=False)
+    return pytester
+
+
+@pytest.mark.stack
+def test_an_unmarked_test_that_starts_a_process_fails_and_a_marked_one_passes(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_processes=STARTS_A_PROCESS)
+    result = suite.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_unmarked starts a process: mark it `stack`*"])
+
+
+def test_a_fixture_that_starts_a_process_counts_for_its_unmarked_test(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_fixture=FIXTURE_STARTS_A_PROCESS)
+    result = suite.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_uses_it starts a process*"])
+
+
+def test_skips_are_skips_here(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_skips=SKIPS)
+    result = suite.runpytest_inprocess("-p", "no:randomly", "-rs")
+    result.assert_outcomes(skipped=2, xfailed=1)
+    result.stdout.fnmatch_lines(["*apt-get install frobnicate*"])
+
+
+def test_under_ci_every_skip_fails_but_an_expected_failure_stays(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    suite.makepyfile(test_skips=SKIPS)
+    result = suite.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(failed=2, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*skipped under CI, and not on CI_ALLOWED_SKIPS*not today*",
+            "*apt-get install frobnicate*under CI this fails instead of skipping*",
+        ]
+    )
+
+
+def test_an_allowed_skip_stays_a_skip_under_ci(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import devtools.testing
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setitem(
+        devtools.testing.CI_ALLOWED_SKIPS, "test_skips.py::test_plain_skip", "shown here"
+    )
+    suite.makepyfile(test_skips=SKIPS)
+    result = suite.runpytest_inprocess("-p", "no:randomly")
+    result.assert_outcomes(skipped=1, failed=1, xfailed=1)
