@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -116,11 +117,28 @@ def screenshots(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml)."""
+    """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml); the docs build."""
     _sync(session)
     _python(session, "-m", "ruff", "check", ".")
     _python(session, "-m", "ruff", "format", "--check", ".")
     _python(session, "-m", "mypy")
+    with tempfile.TemporaryDirectory(prefix="h2ops-docs-") as site:
+        _python(session, "-m", "mkdocs", "build", "--strict", "--site-dir", site, env=DOCS_ENV)
+
+
+# mkdocs-material's notice about its successor, printed on every build, says nothing of ours.
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site into site/ (strict: a broken link fails); `-- serve` serves it live."""
+    _sync(session)
+    if session.posargs[:1] == ["serve"]:  # live reload, on loopback only
+        serve = ["serve", "--strict", "--dev-addr", "127.0.0.1:8000", *session.posargs[1:]]
+        _python(session, "-m", "mkdocs", *serve, env=DOCS_ENV)
+    else:
+        _python(session, "-m", "mkdocs", "build", "--strict", *session.posargs, env=DOCS_ENV)
 
 
 @nox.session

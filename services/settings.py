@@ -300,7 +300,7 @@ def read_env_file(path: Path) -> dict[str, int]:
             continue
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"did you mean {close[0]}?" if close else "see the README's settings table"
+            hint = f"did you mean {close[0]}?" if close else "see the settings page of the docs"
             raise SettingsError(f"{where}: {binding.key} is not a setting: {hint}")
         if name in found:
             raise SettingsError(
@@ -357,7 +357,7 @@ def hint_for(field: str) -> str:
         return f"use {kind} greater than {above}"
     if info.annotation is bool:
         return "use true or false"
-    return "see the README's settings table"
+    return "see the settings page of the docs"
 
 
 def ensure_credentials(settings: StackSettings) -> StackSettings:
