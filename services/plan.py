@@ -91,7 +91,7 @@ class StackPlan:
     @property
     def object_store(self) -> bool:
         """Whether an S3 server runs at all (not with H2OPS_S3_BACKEND=none)."""
-        return self.s3_backend is not S3Backend.NONE
+        return self.s3_backend != "none"
 
     def url(self, port: int) -> str:
         """The URL a client on this machine uses for a service on `port`."""

@@ -38,13 +38,9 @@ ENV_PREFIX = "H2OPS_"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-class S3Backend(StrEnum):
-    """Which S3 server runs: the one place its allowed values are written (init reads them)."""
-
-    AUTO = "auto"  # minio when a minio binary is on PATH, else rclone
-    MINIO = "minio"
-    RCLONE = "rclone"
-    NONE = "none"  # no object store: data and artifacts in folders of the state dir
+# Which S3 server runs: auto (minio when on PATH, else rclone), minio, rclone, or none (data and
+# artifacts in folders of the state dir). The one place its allowed values are written.
+S3Backend = Literal["auto", "minio", "rclone", "none"]
 
 
 class Database(StrEnum):
@@ -94,7 +90,7 @@ class StackSettings(BaseSettings):
     s3_console_port: Port = Field(9001, description="MinIO console (MinIO backend only).")
     serving_port: Port = Field(5001, description="The champion model's scoring server.")
     s3_backend: S3Backend = Field(
-        S3Backend.AUTO,
+        "auto",
         description="minio, rclone, none, or auto (minio when on PATH, else rclone).",
     )
     database: Database = Field(

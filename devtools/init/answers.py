@@ -19,7 +19,7 @@ from services.settings import Database, S3Backend
 DagStyle = Literal["python", "yaml", "both"]
 DAG_STYLES: tuple[str, ...] = get_args(DagStyle)
 # The stack's own settings say what may be chosen (H2OPS_S3_BACKEND, H2OPS_DATABASE).
-OBJECT_STORES: tuple[str, ...] = tuple(choice.value for choice in S3Backend)
+OBJECT_STORES: tuple[str, ...] = get_args(S3Backend)
 DATABASES: tuple[str, ...] = tuple(choice.value for choice in Database)
 
 PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")

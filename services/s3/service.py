@@ -29,7 +29,7 @@ from services.engine.records import (
 )
 from services.s3 import rclone_exec
 from services.s3.store import BUCKETS, REGION
-from services.settings import S3Backend, StackSettings
+from services.settings import StackSettings
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
@@ -44,7 +44,7 @@ def declare(plan: StackPlan) -> Declared:
     data = layout.service_dir("s3")
     endpoint = plan.url(settings.s3_port)
     ports = {"H2OPS_S3_PORT": settings.s3_port}
-    if backend is S3Backend.MINIO:
+    if backend == "minio":
         ports["H2OPS_S3_CONSOLE_PORT"] = settings.s3_console_port
         program = Program(
             name="s3",
@@ -87,10 +87,10 @@ def declare(plan: StackPlan) -> Declared:
             runs=(rclone,),
         )
     probe = _answers_signed(endpoint, settings.s3_access_key, settings.s3_secret_key)
-    details = {"backend": str(backend), "reason": reason, "data": str(data)}
+    details = {"backend": backend, "reason": reason, "data": str(data)}
     keys = f"access key {settings.s3_access_key}, secret key {settings.s3_secret_key}"
     ui, login = None, f"no UI: an S3 API at {endpoint}, {keys}"
-    if backend is S3Backend.MINIO:
+    if backend == "minio":
         details["console"] = ui = plan.url(settings.s3_console_port)
         login = f"log in with the S3 keys: {keys}"
     return Service(

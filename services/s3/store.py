@@ -22,11 +22,11 @@ ARTIFACTS_URL = f"s3://{ARTIFACTS_BUCKET}/"
 def resolve_backend(settings: StackSettings) -> tuple[S3Backend, str]:
     """The S3 backend to run and why, so `up` can tell the user what it chose."""
     choice = settings.s3_backend
-    if choice is not S3Backend.AUTO:
+    if choice != "auto":
         return choice, f"H2OPS_S3_BACKEND={choice}"
     if shutil.which("minio"):
-        return S3Backend.MINIO, "a minio binary is on PATH"
+        return "minio", "a minio binary is on PATH"
     return (
-        S3Backend.RCLONE,
+        "rclone",
         "no minio binary on PATH; using rclone serve s3 from the Python environment",
     )
