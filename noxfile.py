@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,10 +26,24 @@ nox.options.sessions = ["lint", "test"]
 nox.options.default_venv_backend = "none"
 
 
-def _stack(session: nox.Session, command: str, *options: str) -> None:
+def _sync(session: nox.Session) -> None:
+    """Install exactly what uv.lock pins into `.venv` (every session does, first)."""
     session.run(*sync_command(), external=True, silent=True)
-    argv = [venv_python(), "-m", "services", command, *options, *session.posargs]
-    session.run(*argv, external=True)
+
+
+def _python(session: nox.Session, *argv: str, env: dict[str, str] | None = None) -> None:
+    session.run(venv_python(), *argv, external=True, env=env)
+
+
+def _synced(session: nox.Session, *argv: str, env: dict[str, str] | None = None) -> None:
+    """Sync `.venv`, then run `python ARGV... POSARGS` from it."""
+    _sync(session)
+    _python(session, *argv, *session.posargs, env=env)
+
+
+def _stack(session: nox.Session, command: str, *options: str) -> None:
+    """A command of `h2ops` (services/cli.py), the one home of what a user runs."""
+    _synced(session, "-m", "services", command, *options)
 
 
 @nox.session
@@ -82,8 +97,7 @@ def clean(session: nox.Session) -> None:
 @nox.session
 def test(session: nox.Session) -> None:
     """Run the tests on real services (`-- -m "not e2e"` skips the end-to-end run)."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "pytest", *session.posargs, external=True)
+    _synced(session, "-m", "pytest")
 
 
 @nox.session
@@ -95,62 +109,68 @@ def shell(session: nox.Session) -> None:
 @nox.session
 def screenshots(session: nox.Session) -> None:
     """Regenerate docs/screenshots/ in a real browser, on a stack of its own (test_browser)."""
-    session.run(*sync_command(), external=True, silent=True)
     folder = Path(__file__).parent / "docs" / "screenshots"
-    session.run(
-        venv_python(),
-        "-m",
-        "pytest",
-        "tests/scenarios/test_browser.py",
-        *session.posargs,
-        external=True,
-        env={"H2OPS_SCREENSHOTS_DIR": str(folder)},
+    _synced(
+        session, "-m", "pytest", "tests/scenarios/test_browser.py", env={"H2OPS_SCREENSHOTS_DIR": str(folder)}
     )
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml)."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "ruff", "check", ".", external=True)
-    session.run(venv_python(), "-m", "ruff", "format", "--check", ".", external=True)
-    session.run(venv_python(), "-m", "mypy", external=True)
+    """ruff: lint and format check; mypy: types ([tool.mypy] in pyproject.toml); the docs build."""
+    _sync(session)
+    _python(session, "-m", "ruff", "check", ".")
+    _python(session, "-m", "ruff", "format", "--check", ".")
+    _python(session, "-m", "mypy")
+    with tempfile.TemporaryDirectory(prefix="h2ops-docs-") as site:
+        _python(session, "-m", "mkdocs", "build", "--strict", "--site-dir", site, env=DOCS_ENV)
+
+
+# mkdocs-material's notice about its successor, printed on every build, says nothing of ours.
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site into site/ (strict: a broken link fails); `-- serve` serves it live."""
+    _sync(session)
+    if session.posargs[:1] == ["serve"]:  # live reload, on loopback only
+        serve = ["serve", "--strict", "--dev-addr", "127.0.0.1:8000", *session.posargs[1:]]
+        _python(session, "-m", "mkdocs", *serve, env=DOCS_ENV)
+    else:
+        _python(session, "-m", "mkdocs", "build", "--strict", *session.posargs, env=DOCS_ENV)
 
 
 @nox.session
 def fmt(session: nox.Session) -> None:
     """ruff: fix what can be fixed and format."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "ruff", "check", "--fix", ".", external=True)
-    session.run(venv_python(), "-m", "ruff", "format", ".", external=True)
+    _sync(session)
+    _python(session, "-m", "ruff", "check", "--fix", ".")
+    _python(session, "-m", "ruff", "format", ".")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time and memory of the stack next to `airflow standalone`; prints a table, writes JSON."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "devtools.bench", *session.posargs, external=True)
+    _synced(session, "-m", "devtools.bench")
 
 
 @nox.session(name="package-model")
 def package_model(session: nox.Session) -> None:
     """Bundle a model to serve elsewhere: `-- [MODEL@ALIAS] [--output DIR]` (default: served)."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "services.serving.bundle", *session.posargs, external=True)
+    _stack(session, "package-model")
 
 
 @nox.session
 def deploy(session: nox.Session) -> None:
     """Render deploy/ (image, Helm values) from the stack's settings; `-- --check` only checks."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "devtools.deploy", *session.posargs, external=True)
+    _synced(session, "-m", "devtools.deploy")
 
 
 @nox.session
 def init(session: nox.Session) -> None:
     """Make the template yours: `-- --name "Lake Watch" [--no-examples] [--object-store none]`."""
-    session.run(*sync_command(), external=True, silent=True)
-    session.run(venv_python(), "-m", "devtools.init", *session.posargs, external=True)
+    _synced(session, "-m", "devtools.init")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from services.plan import NO_TELEMETRY
-from services.s3.service import BUCKETS
+from services.plan import ClientEndpoints, client_environment
+from services.s3.store import ARTIFACTS_BUCKET, DATA_BUCKET
+from services.serving.bundle import PORT as BUNDLE_PORT
 from services.settings import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -70,14 +71,24 @@ class Cluster:
     image_repository: str
     s3_endpoint: str
     s3_region: str
+    # Where the packaged model (`nox -s package-model`) answers in the cluster (tasks read it
+    # as H2OPS_SERVING_URL); unset: a Service `h2ops-serving` on the bundle's port.
+    serving_url: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Cluster:
         data = tomllib.loads(path.read_text())
-        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        fields = cls.__dataclass_fields__
+        required = [name for name in fields if name != "serving_url"]
+        missing = [name for name in required if name not in data]
         if missing:
-            raise SystemExit(f"{path}: set {', '.join(missing)} (see the README)")
-        return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
+            raise SystemExit(f"{path}: set {', '.join(missing)} (see the docs: beyond one machine)")
+        return cls(**{name: str(data[name]) for name in fields if name in data})
+
+    @property
+    def serving(self) -> str:
+        default = f"http://h2ops-serving.{self.namespace}.svc.cluster.local:{BUNDLE_PORT}"
+        return self.serving_url or default
 
 
 @dataclass(frozen=True)
@@ -98,14 +109,13 @@ class Project:
         lock = tomllib.loads(lock_text)
         versions = {package["name"]: package["version"] for package in lock["package"]}
         project = tomllib.loads((root / "project" / "pyproject.toml").read_text())
-        artifacts, data = BUCKETS
         return cls(
             airflow_version=versions["apache-airflow"],
             python_version=(root / ".python-version").read_text().strip(),
             project_version=project["project"]["version"],
             lock_digest=hashlib.sha256(lock_text.encode()).hexdigest()[:12],
-            artifacts_bucket=artifacts,
-            data_bucket=data,
+            artifacts_bucket=ARTIFACTS_BUCKET,
+            data_bucket=DATA_BUCKET,
             airflow_settings=_shared_airflow_settings(),
         )
 
@@ -130,16 +140,17 @@ def mlflow_url(cluster: Cluster) -> str:
 
 
 def task_environment(cluster: Cluster, project: Project, tracking_uri: str) -> dict[str, str]:
-    """What a task (and a notebook, and the MLflow server) reads to reach MLflow and S3: the
-    same variables as the local stack's client environment (services/plan.py), none secret."""
-    return {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "AWS_ENDPOINT_URL_S3": cluster.s3_endpoint,
-        "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint,
-        "AWS_DEFAULT_REGION": cluster.s3_region,
-        "H2OPS_DATA_URL": f"s3://{project.data_bucket}",
-        **NO_TELEMETRY,
-    }
+    """What a task (and a notebook, and the MLflow server) reads to reach MLflow and S3: built
+    by the local stack's own builder (services/plan.py), without the keys (a Secret has them)."""
+    return client_environment(
+        ClientEndpoints(
+            tracking_uri=tracking_uri,
+            serving_url=cluster.serving,
+            data_url=f"s3://{project.data_bucket}",
+            s3_endpoint=cluster.s3_endpoint,
+            s3_region=cluster.s3_region,
+        )
+    )
 
 
 def airflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
@@ -193,7 +204,7 @@ def mlflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
     server_env = {
         name: value
         for name, value in task_environment(cluster, project, "").items()
-        if name not in ("MLFLOW_TRACKING_URI", "H2OPS_DATA_URL")
+        if name not in ("MLFLOW_TRACKING_URI", "H2OPS_DATA_URL", "H2OPS_SERVING_URL")
     }
     secret_name, keys = S3_SECRET
     db_secret, db_key = MLFLOW_DB_SECRET

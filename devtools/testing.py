@@ -179,7 +179,7 @@ class RunningStack:
             jupyter_url=urls["jupyter"],
             env=report.environment,
             state_dir=report.stack.state_dir,
-            database="postgres" if "postgres" in urls else "sqlite",
+            database=report.database,
             **report.credentials,
         )
 

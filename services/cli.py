@@ -1,8 +1,10 @@
 """`h2ops` (and the nox sessions): up, down, restart, status, logs, clean, env, shell, doctor,
-open.
+open, package-model: every command a user runs against the stack, in one place.
 
-Each command resolves the settings once (`StackPlan`), builds the engine from the catalog and
-prints what it did; nothing here knows how a service runs.
+Each command resolves the settings once (`StackPlan`), declares the services once (the catalog),
+hands them to the engine and prints what it did; nothing here knows how a service runs. A
+`StackError` is something the user can fix and is shown as a message; any other exception is
+a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from rich.table import Table
 
 from services.catalog import stack_of
 from services.doctor import Verdict, examine
-from services.engine.layout import UnsafeStateError, tail
+from services.engine.errors import StackError
+from services.engine.layout import tail
 from services.engine.ports import PortTaken
-from services.engine.stack import ServiceFailed, StackError
+from services.engine.stack import Progress, ServiceFailed
 from services.engine.status import ServiceState
-from services.engine.supervisor import SupervisorError
 from services.plan import StackPlan, StatusReport
+from services.postgres.service import database_line
+from services.serving.bundle import package
 from services.settings import REPO_ROOT, SettingsError, load_settings
 from services.workspace import (
     remove_editor_files,
@@ -43,8 +47,6 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 EXIT_NOT_RUNNING = 3
-# How `up` reports a service it is done with: healthy, or waiting as it should (see Health).
-UP_EVENTS = ("ready", "already", "waiting")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = StackPlan.of(load_settings())
         return args.run(plan, args)
     except SettingsError as error:
-        console.print(f"[red]Invalid setting[/red]\n{error}")
+        console.print(f"[red]Invalid setting[/red]\n{escape(str(error))}")
     except PortTaken as error:
         console.print("[red]Nothing was started:[/red]")
         for taken in error.taken:
@@ -66,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in error.tail:
             console.print(f"  {line}", markup=False)
         console.print("The services this `up` started were stopped again; state is kept.")
-    except (StackError, SupervisorError, UnsafeStateError, FileNotFoundError) as error:
-        console.print(f"[red]{error}[/red]")
+    except StackError as error:  # what the user can fix; anything else is a bug: traceback
+        console.print(f"[red]{escape(str(error))}[/red]")
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
@@ -109,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         "shell", _shell, "Run $SHELL (or COMMAND) with the stack's endpoints and credentials."
     )
     shell.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    bundle = command(
+        "package-model",
+        _package_model,
+        "Write a bundle that serves one model version on another host (default: the served one).",
+    )
+    bundle.add_argument("spec", nargs="?", help="MODEL@ALIAS or MODEL/VERSION (default: served)")
+    bundle.add_argument("--output", type=Path, help="folder to write (default: dist/...)")
     return parser
 
 
@@ -118,39 +127,38 @@ PlanFree = Callable[[argparse.Namespace], int]  # doctor: runs without a valid p
 
 def _up(plan: StackPlan, args: argparse.Namespace) -> int:
     console.print(f"S3 backend: [bold]{plan.s3_backend}[/bold] ({plan.s3_backend_reason})")
-    console.print(f"Database: [bold]{plan.database_line()}[/bold]")
+    console.print(f"Database: [bold]{escape(database_line(plan))}[/bold]")
     plan.layout.check()  # a state dir open to others is refused before credentials are written
-    starting = [service.name for service in stack_of(plan).select(args.services)]
-    if problem := plan.database_problem(starting):
-        raise StackError(problem)
     plan = plan.with_credentials()
-    stack = stack_of(plan)
+    stack = stack_of(plan)  # the one declaration of the services this `up` runs
     started = time.monotonic()
-    rows = {service.name: "waiting" for service in stack.select(args.services)}
+    rows: dict[str, Progress | None] = {
+        service.name: None for service in stack.select(args.services)
+    }
 
     def render() -> Table:
         table = Table.grid(padding=(0, 2))
         for name, event in rows.items():
-            mark = "[green]✓[/green]" if event.startswith(UP_EVENTS) else "…"
-            table.add_row(mark, f"[bold]{name}[/bold]", event)
+            mark = "[green]✓[/green]" if event is not None and event.step.settled else "…"
+            table.add_row(mark, f"[bold]{name}[/bold]", escape(event or "waiting"))
         return table
 
     with Live(Table.grid(), console=console, refresh_per_second=4, transient=True) as live:
 
-        def report(name: str, event: str) -> None:
+        def report(name: str, event: Progress) -> None:
             if rows.get(name) == event:
                 return
             rows[name] = event
             live.update(render())
-            if event.startswith(UP_EVENTS) and not console.is_terminal:
-                console.print(f"✓ {name} {event}")
+            if event.step.settled and not console.is_terminal:
+                console.print(f"✓ {name} {event}", markup=False)
 
         stack.up(args.services, report)
     if console.is_terminal:  # elsewhere each line was printed as it happened
         console.print(render())
     console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
     _print_status(plan.report(stack.status()))
-    env_file, kernel = write_editor_files(plan)
+    env_file, kernel = write_editor_files(plan, stack.declared)
     console.print(f"Editors and shells: {env_file} (VS Code's python.envFile), kernel {kernel}")
     return 0
 
@@ -167,7 +175,7 @@ def _restart(plan: StackPlan, args: argparse.Namespace) -> int:
     stack = stack_of(plan)
     stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))
     _print_status(plan.report(stack.status()))
-    write_editor_files(plan)
+    write_editor_files(plan, stack.declared)
     return 0
 
 
@@ -291,7 +299,7 @@ def _open(plan: StackPlan, args: argparse.Namespace) -> int:
 
 
 def _env(plan: StackPlan, _args: argparse.Namespace) -> int:
-    for key, value in user_environment(plan).items():
+    for key, value in user_environment(plan, stack_of(plan).declared).items():
         stdout.print(f"export {key}={shlex.quote(value)}", markup=False, highlight=False)
     return 0
 
@@ -303,12 +311,19 @@ def _shell(plan: StackPlan, args: argparse.Namespace) -> int:
         return 1
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     command = command or [os.environ.get("SHELL") or "/bin/sh"]
-    env = shell_environment(plan)
+    env = shell_environment(plan, stack_of(plan).declared)
     if shutil.which(command[0], path=env["PATH"]) is None:
         console.print(f"[red]{command[0]} was not found[/red]: is it installed and on PATH?")
         return 127
     # Replaced, not a child: Ctrl-C and job control reach the shell as in any terminal.
     os.execvpe(command[0], command, env)
+
+
+def _package_model(plan: StackPlan, args: argparse.Namespace) -> int:
+    """A bundle that serves one model version elsewhere (see services/serving/bundle.py)."""
+    out = package(plan, args.spec, args.output)
+    print(f"Wrote {out}\nNext: see {out / 'README.md'} (build the container, or ./serve.sh)")
+    return 0
 
 
 if __name__ == "__main__":

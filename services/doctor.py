@@ -21,6 +21,7 @@ import psutil
 
 from services.bootstrap import locked_version, uv_command
 from services.catalog import declare_services
+from services.engine.errors import StackError
 from services.engine.layout import UnsafeStateError
 from services.engine.ports import port_holder, port_is_free
 from services.engine.records import Declared, Service
@@ -175,7 +176,7 @@ def _leftovers(plan: StackPlan, running: bool) -> Finding:
 def _declared(plan: StackPlan) -> tuple[list[Declared], Finding | None]:
     try:
         return declare_services(plan), None
-    except (FileNotFoundError, ValueError) as error:
+    except StackError as error:
         return [], Finding("services", Verdict.FAIL, str(error), "do what the message says")
 
 

@@ -1,16 +1,15 @@
 """The settings resolved once, for every service and command: which S3 backend runs and why,
-which database holds the metadata (and which PostgreSQL server), where state lives, the URLs
-clients dial, and the environment a user's code needs.
+where state lives, the URLs clients dial, and the environment a user's code needs.
 
 Each service's declaration reads this plan instead of working these out again, so they cannot
 disagree (MLflow's artifact store, the client environment and `status` all follow the one
-backend resolved here).
+backend resolved here). Facts a service owns (the buckets, the region, where metadata lives)
+are imported from its room; no room's declaration is imported here.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 from services.engine.layout import StateLayout
 from services.engine.status import ServiceStatus, StackStatus
-from services.postgres.discovery import PostgresNotFound, PostgresServer, find_server
-from services.settings import REPO_ROOT, StackSettings, ensure_credentials
+from services.s3.store import DATA_URL, REGION, resolve_backend
+from services.settings import REPO_ROOT, Database, S3Backend, StackSettings, ensure_credentials
 
 # A client on this machine reaches a service bound to every address on loopback.
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
@@ -29,33 +28,39 @@ _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 NO_TELEMETRY = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
-# Airflow's LocalExecutor workers when H2OPS_AIRFLOW_PARALLELISM is unset: SQLite takes one
-# writer at a time, PostgreSQL many.
-DEFAULT_PARALLELISM = {"sqlite": 2, "postgres": 4}
-# Where each service keeps its SQLite metadata (H2OPS_DATABASE=sqlite).
-SQLITE_FILES = {"airflow": "airflow.db", "mlflow": "mlflow.db"}
+@dataclass(frozen=True)
+class ClientEndpoints:
+    """Where a user's code finds the stack: filled in by the local stack (`StackPlan`) and by
+    `deploy/` for a cluster, and turned into variables by `client_environment` alone."""
+
+    tracking_uri: str
+    serving_url: str
+    data_url: str
+    s3_endpoint: str | None = None  # None: no object store
+    s3_keys: tuple[str, str] | None = None  # None: the keys come from elsewhere (a Secret)
+    s3_region: str = REGION
 
 
-def resolve_database(settings: StackSettings) -> tuple[PostgresServer | None, str]:
-    """The PostgreSQL server to run and how it was found; None and what to do when there is
-    none (only `up` needs one: `status` and `down` still work)."""
-    if settings.database != "postgres":
-        return None, "H2OPS_DATABASE=sqlite"
-    try:
-        found = find_server(settings.postgres_bin)
-    except PostgresNotFound as error:
-        return None, str(error)
-    return found, found.describe()
-
-
-def resolve_backend(settings: StackSettings) -> tuple[str, str]:
-    """The S3 backend to run and why, so `up` can tell the user what it chose."""
-    choice = settings.s3_backend
-    if choice != "auto":
-        return choice, f"H2OPS_S3_BACKEND={choice}"
-    if shutil.which("minio"):
-        return "minio", "a minio binary is on PATH"
-    return "rclone", "no minio binary on PATH; using rclone serve s3 from the Python environment"
+def client_environment(endpoints: ClientEndpoints) -> dict[str, str]:
+    """What a user's code needs to reach the stack, so `boto3.client("s3")`,
+    `mlflow.start_run()` and the project's data I/O work with no configuration: the one
+    builder of these variables, for programs, editors, shells and `deploy/`."""
+    env = {
+        "MLFLOW_TRACKING_URI": endpoints.tracking_uri,
+        "H2OPS_SERVING_URL": endpoints.serving_url,
+        **NO_TELEMETRY,
+    }
+    if endpoints.s3_endpoint is not None:
+        env.update(
+            AWS_ENDPOINT_URL_S3=endpoints.s3_endpoint, MLFLOW_S3_ENDPOINT_URL=endpoints.s3_endpoint
+        )
+        if endpoints.s3_keys is not None:
+            env.update(
+                AWS_ACCESS_KEY_ID=endpoints.s3_keys[0], AWS_SECRET_ACCESS_KEY=endpoints.s3_keys[1]
+            )
+        env["AWS_DEFAULT_REGION"] = endpoints.s3_region
+    env["H2OPS_DATA_URL"] = endpoints.data_url
+    return env
 
 
 @dataclass(frozen=True)
@@ -65,93 +70,19 @@ class StackPlan:
     settings: StackSettings
     root: Path
     layout: StateLayout
-    s3_backend: str
+    s3_backend: S3Backend
     s3_backend_reason: str
-    postgres_server: PostgresServer | None = None
-    postgres_reason: str = "H2OPS_DATABASE=sqlite"
 
     @classmethod
     def of(cls, settings: StackSettings, root: Path = REPO_ROOT) -> StackPlan:
         backend, reason = resolve_backend(settings)
-        server, server_reason = resolve_database(settings)
         layout = StateLayout(settings.state_dir.resolve())
-        return cls(settings, root, layout, backend, reason, server, server_reason)
-
-    # -- the metadata database ----------------------------------------------------------------
+        return cls(settings, root, layout, backend, reason)
 
     @property
-    def postgres(self) -> bool:
-        return self.settings.database == "postgres"
-
-    @property
-    def postgres_cluster(self) -> Path:
-        return self.layout.service_dir("postgres")
-
-    def metadata_url(self, service: str, variant: str = "sync") -> str:
-        """Where `service` (airflow, mlflow) keeps its metadata (a SQLAlchemy URL): its SQLite
-        file in its folder of the state dir, or its database in the stack's PostgreSQL through
-        psycopg (3), sync or async."""
-        if not self.postgres:
-            return f"sqlite:///{self.layout.service_dir(service) / SQLITE_FILES[service]}"
-        settings = self.settings
-        driver = "postgresql+psycopg_async" if variant == "async" else "postgresql+psycopg"
-        return (
-            f"{driver}://h2ops:{settings.postgres_password}@127.0.0.1:"
-            f"{settings.postgres_port}/{service}"
-        )
-
-    @property
-    def metadata_requires(self) -> tuple[str, ...]:
-        """What a service with metadata waits for: the database server, if one runs."""
-        return ("postgres",) if self.postgres else ()
-
-    @property
-    def airflow_parallelism(self) -> int:
-        chosen = self.settings.airflow_parallelism
-        return chosen if chosen is not None else DEFAULT_PARALLELISM[self.settings.database]
-
-    def database_line(self) -> str:
-        """What `up` says about the metadata database."""
-        if not self.postgres:
-            return "sqlite (files in the state dir; H2OPS_DATABASE=postgres for PostgreSQL)"
-        return f"postgres ({self.postgres_reason})"
-
-    def sqlite_metadata_present(self) -> str | None:
-        """Why PostgreSQL must not start empty here: this state dir holds SQLite metadata."""
-        found = [
-            path
-            for service, name in SQLITE_FILES.items()
-            if (path := self.layout.service_dir(service) / name).exists()
-        ]
-        if not found:
-            return None
-        return (
-            f"H2OPS_DATABASE=postgres, but {self.layout.root} holds SQLite metadata "
-            f"({', '.join(str(path) for path in found)}) that PostgreSQL would not have: the "
-            "stack would start with no runs and no DAG history. Keep it with "
-            "H2OPS_DATABASE=sqlite, or start afresh on PostgreSQL with `nox -s clean` (deletes "
-            "that state) or another H2OPS_STATE_DIR"
-        )
-
-    def database_problem(self, starting: list[str]) -> str | None:
-        """Why `up` of these services must not start: no PostgreSQL server to run, or the
-        metadata is in the other database."""
-        if self.postgres and self.postgres_server is None and "postgres" in starting:
-            return self.postgres_reason
-        if self.postgres and not (self.postgres_cluster / "PG_VERSION").exists():
-            return self.sqlite_metadata_present()
-        return self.postgres_cluster_present()
-
-    def postgres_cluster_present(self) -> str | None:
-        """Why SQLite must not start empty here: this state dir holds a PostgreSQL cluster."""
-        if self.postgres or not (self.postgres_cluster / "PG_VERSION").exists():
-            return None
-        return (
-            f"H2OPS_DATABASE=sqlite, but {self.layout.root} holds the stack's PostgreSQL "
-            f"cluster ({self.postgres_cluster}): the stack would start with no runs and no DAG "
-            "history. Keep it with H2OPS_DATABASE=postgres, or start afresh on SQLite with "
-            "`nox -s clean` or another H2OPS_STATE_DIR"
-        )
+    def database(self) -> Database:
+        """Where Airflow's and MLflow's metadata lives: the stack-wide choice, as one value."""
+        return self.settings.database
 
     def with_credentials(self) -> StackPlan:
         """The plan with every missing credential generated into `.env` (see `up`)."""
@@ -169,28 +100,26 @@ class StackPlan:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
-    def client_environment(self) -> dict[str, str]:
-        """What a user's code needs to reach the stack; every program, Airflow task and
-        notebook kernel gets it, so `boto3.client("s3")`, `mlflow.start_run()` and the
-        project's data I/O work with no configuration."""
-        env = {
-            "MLFLOW_TRACKING_URI": self.url(self.settings.mlflow_port),
-            "H2OPS_SERVING_URL": self.url(self.settings.serving_port),
-            **NO_TELEMETRY,
-        }
+    @property
+    def endpoints(self) -> ClientEndpoints:
+        """Where this stack's services answer, for a client on this machine."""
+        settings = self.settings
         if not self.object_store:
-            env["H2OPS_DATA_URL"] = self.layout.service_dir("data").as_uri()
-            return env
-        endpoint = self.url(self.settings.s3_port)
-        env.update(
-            AWS_ENDPOINT_URL_S3=endpoint,
-            MLFLOW_S3_ENDPOINT_URL=endpoint,
-            AWS_ACCESS_KEY_ID=self.settings.s3_access_key,
-            AWS_SECRET_ACCESS_KEY=self.settings.s3_secret_key,
-            AWS_DEFAULT_REGION="us-east-1",
-            H2OPS_DATA_URL="s3://data",
+            data_url = self.layout.service_dir("data").as_uri()
+            return ClientEndpoints(
+                self.url(settings.mlflow_port), self.url(settings.serving_port), data_url
+            )
+        return ClientEndpoints(
+            tracking_uri=self.url(settings.mlflow_port),
+            serving_url=self.url(settings.serving_port),
+            data_url=DATA_URL,
+            s3_endpoint=self.url(settings.s3_port),
+            s3_keys=(settings.s3_access_key, settings.s3_secret_key),
         )
-        return env
+
+    def client_environment(self) -> dict[str, str]:
+        """What every program, Airflow task and notebook kernel gets to reach the stack."""
+        return client_environment(self.endpoints)
 
     def program_environment(self) -> dict[str, str]:
         """What every program gets: the client environment (telemetry off included), the
@@ -205,6 +134,7 @@ class StackPlan:
             self.s3_backend_reason,
             self.settings.credentials,
             self.client_environment(),
+            self.database,
         )
 
 
@@ -218,6 +148,7 @@ class StatusReport:
     s3_backend_reason: str
     credentials: dict[str, str]
     environment: dict[str, str]
+    database: str = Database.SQLITE.value
 
     @property
     def services(self) -> list[ServiceStatus]:
@@ -234,6 +165,7 @@ class StatusReport:
             "state_dir": self.stack.state_dir,
             "credentials": self.credentials,
             "environment": self.environment,
+            "database": str(self.database),
         }
 
     @classmethod
@@ -245,4 +177,5 @@ class StatusReport:
             data["s3_backend_reason"],
             data["credentials"],
             data["environment"],
+            data.get("database", Database.SQLITE.value),
         )

@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import tomllib
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -28,12 +29,27 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from services.engine.errors import StackError
+from services.engine.layout import write_private
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "H2OPS_"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+# Which S3 server runs: auto (minio when on PATH, else rclone), minio, rclone, or none (data and
+# artifacts in folders of the state dir). The one place its allowed values are written.
 S3Backend = Literal["auto", "minio", "rclone", "none"]
-Database = Literal["sqlite", "postgres"]
+
+
+class Database(StrEnum):
+    """Where Airflow and MLflow keep their metadata: the stack-wide choice, read everywhere as
+    this value (never guessed from a URL or from which services run)."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
 
 # The credentials `up` writes to `.env` on first run; each is random, none has a default.
 GENERATED_CREDENTIALS: dict[str, int] = {
@@ -46,7 +62,7 @@ GENERATED_CREDENTIALS: dict[str, int] = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(StackError):
     """A setting has a value the stack cannot use; the message names the variable and value."""
 
 
@@ -74,10 +90,11 @@ class StackSettings(BaseSettings):
     s3_console_port: Port = Field(9001, description="MinIO console (MinIO backend only).")
     serving_port: Port = Field(5001, description="The champion model's scoring server.")
     s3_backend: S3Backend = Field(
-        "auto", description="minio, rclone, none, or auto (minio when on PATH, else rclone)."
+        "auto",
+        description="minio, rclone, none, or auto (minio when on PATH, else rclone).",
     )
     database: Database = Field(
-        "sqlite",
+        Database.SQLITE,
         description="Airflow's and MLflow's metadata: sqlite (files, nothing to install) or "
         "postgres (a PostgreSQL cluster in the state dir, for concurrent writers).",
     )
@@ -160,7 +177,7 @@ class StackSettings(BaseSettings):
             "H2OPS_S3_CONSOLE_PORT": self.s3_console_port,
             "H2OPS_SERVING_PORT": self.serving_port,
         }
-        if self.database == "postgres":
+        if self.database is Database.POSTGRES:
             ports["H2OPS_POSTGRES_PORT"] = self.postgres_port
         seen: dict[int, str] = {}
         for variable, port in ports.items():
@@ -189,7 +206,7 @@ class StackSettings(BaseSettings):
             "s3_access_key": self.s3_access_key,
             "s3_secret_key": self.s3_secret_key,
         }
-        if self.database == "postgres":  # for `psql -h 127.0.0.1 -U h2ops`
+        if self.database is Database.POSTGRES:  # for `psql -h 127.0.0.1 -U h2ops`
             shown["postgres_password"] = self.postgres_password
         return shown
 
@@ -279,7 +296,7 @@ def read_env_file(path: Path) -> dict[str, int]:
             continue
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"did you mean {close[0]}?" if close else "see the README's settings table"
+            hint = f"did you mean {close[0]}?" if close else "see the settings page of the docs"
             raise SettingsError(f"{where}: {binding.key} is not a setting: {hint}")
         if name in found:
             raise SettingsError(
@@ -324,6 +341,8 @@ def hint_for(field: str) -> str:
         return str(info.json_schema_extra["hint"])
     if get_origin(info.annotation) is Literal:
         return "use one of " + ", ".join(str(choice) for choice in get_args(info.annotation))
+    if isinstance(info.annotation, type) and issubclass(info.annotation, Enum):
+        return "use one of " + ", ".join(str(choice.value) for choice in info.annotation)
     low = next((rule.ge for rule in info.metadata if isinstance(rule, annotated_types.Ge)), None)
     high = next((rule.le for rule in info.metadata if isinstance(rule, annotated_types.Le)), None)
     above = next((rule.gt for rule in info.metadata if isinstance(rule, annotated_types.Gt)), None)
@@ -334,7 +353,7 @@ def hint_for(field: str) -> str:
         return f"use {kind} greater than {above}"
     if info.annotation is bool:
         return "use true or false"
-    return "see the README's settings table"
+    return "see the settings page of the docs"
 
 
 def ensure_credentials(settings: StackSettings) -> StackSettings:
@@ -354,8 +373,5 @@ def ensure_credentials(settings: StackSettings) -> StackSettings:
     if existing and not existing.endswith("\n"):
         existing += "\n"
     lines = "".join(f"{ENV_PREFIX}{name.upper()}={value}\n" for name, value in generated.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(header + existing + lines)
-    path.chmod(0o600)
+    write_private(path, header + existing + lines)
     return settings.model_copy(update=generated)

@@ -23,31 +23,33 @@ import re
 import shutil
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 from services.catalog import declare_services
+from services.engine.errors import StackError
 from services.engine.layout import write_private
-from services.engine.records import Service
+from services.engine.records import Declared, Service
 from services.plan import StackPlan
 
 CLIENT_ENV_FILE = "client.env"
 
 
-def user_environment(plan: StackPlan) -> dict[str, str]:
-    """The client environment plus what each service's own tools need outside the stack
-    (Airflow's configuration for its CLI and `dag.test()`, its `aws_default` connection)."""
+def user_environment(plan: StackPlan, declared: Iterable[Declared]) -> dict[str, str]:
+    """The client environment plus what each declared service's own tools need outside the
+    stack (Airflow's configuration for its CLI and `dag.test()`, its `aws_default` connection)."""
     env = plan.client_environment()
-    for declared in declare_services(plan):
-        if isinstance(declared, Service):
-            env.update(declared.client_environment)
+    for service in declared:
+        if isinstance(service, Service):
+            env.update(service.client_environment)
     return env
 
 
-def shell_environment(plan: StackPlan) -> dict[str, str]:
+def shell_environment(plan: StackPlan, declared: Iterable[Declared]) -> dict[str, str]:
     """This process's environment with the stack's, and the locked environment's tools
     (`airflow`, `mlflow`, `jupyter`) first on PATH."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {**os.environ, **user_environment(plan), "PATH": path}
+    return {**os.environ, **user_environment(plan, declared), "PATH": path}
 
 
 def client_env_file(plan: StackPlan) -> Path:
@@ -82,7 +84,7 @@ def dotenv_text(env: dict[str, str]) -> str:
     lines = ["# Written by `h2ops up` for editors and shells: the stack's endpoints and keys."]
     for key, value in env.items():
         if "'" in value or "\n" in value:
-            raise ValueError(
+            raise StackError(
                 f"{key}={value!r} cannot be written to an env file (a quote or a newline): "
                 "choose a path or setting without one"
             )
@@ -90,10 +92,11 @@ def dotenv_text(env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_editor_files(plan: StackPlan) -> list[Path]:
+def write_editor_files(plan: StackPlan, declared: Iterable[Declared] | None = None) -> list[Path]:
     """Write the env file and the project's kernel (owner-only; rewritten on every `up`, so a
-    new port or key reaches them). Returns what was written."""
-    env = user_environment(plan)
+    new port or key reaches them) for the services `up` declared (declared here when not
+    given). Returns what was written."""
+    env = user_environment(plan, declare_services(plan) if declared is None else declared)
     env_file = client_env_file(plan)
     plan.layout.make_private(tighten=False)
     write_private(env_file, dotenv_text(env))

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from devtools.init import InitError
+from services.settings import Database, S3Backend
 
 DagStyle = Literal["python", "yaml", "both"]
-ObjectStore = Literal["auto", "minio", "rclone", "none"]
 DAG_STYLES: tuple[str, ...] = get_args(DagStyle)
-OBJECT_STORES: tuple[str, ...] = get_args(ObjectStore)
-Database = Literal["sqlite", "postgres"]
-DATABASES: tuple[str, ...] = get_args(Database)
+# The stack's own settings say what may be chosen (H2OPS_S3_BACKEND, H2OPS_DATABASE).
+OBJECT_STORES: tuple[str, ...] = get_args(S3Backend)
+DATABASES: tuple[str, ...] = tuple(choice.value for choice in Database)
 
 PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
@@ -38,8 +38,8 @@ class Answers:
     email: str
     examples: bool
     dags: DagStyle | None = None
-    object_store: ObjectStore | None = None
-    database: Database | None = None
+    object_store: str | None = None  # one of OBJECT_STORES
+    database: str | None = None  # one of DATABASES
 
     @property
     def distribution(self) -> str:

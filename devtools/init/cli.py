@@ -18,7 +18,6 @@ from devtools.init.answers import (
     OBJECT_STORES,
     Answers,
     DagStyle,
-    ObjectStore,
     check_author,
     check_description,
     check_email,
@@ -190,7 +189,7 @@ def _answers(
 
 def _layout(
     args: argparse.Namespace, state: ProjectState, ask: _Questions | None
-) -> tuple[bool, DagStyle | None, ObjectStore | None]:
+) -> tuple[bool, DagStyle | None, str | None]:
     """Examples, DAG style and object store: asked only where there is still a choice."""
     examples, dags, object_store = args.examples, args.dags, args.object_store
     if examples is None:

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.airflow import main, preload
-from services.engine.layout import venv_bin
+from services.engine.errors import StackError
+from services.engine.layout import StateLayout, venv_bin, write_private
 from services.engine.records import Health, HealthProbe, Program, Service
-from services.settings import StackSettings
+from services.postgres.metadata import (
+    metadata_requires,
+    metadata_url,
+    misplaced_metadata,
+    sqlite_file,
+)
+from services.s3.store import REGION
+from services.settings import Database, StackSettings
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
@@ -28,8 +36,18 @@ PLUGINS_FOLDER = Path(__file__).with_name("plugins")
 MIGRATE_TIMEOUT = 300
 
 
+# LocalExecutor workers when H2OPS_AIRFLOW_PARALLELISM is unset: SQLite takes one writer at a
+# time, PostgreSQL many.
+DEFAULT_PARALLELISM = {Database.SQLITE: 2, Database.POSTGRES: 4}
+
 # Only for the stack's own programs; a shell or an editor running Airflow's code keeps its own.
 PROGRAM_ONLY = ("SPT_NOENV", "MLFLOW_CONFIGURE_LOGGING")
+
+
+def parallelism(settings: StackSettings) -> int:
+    """Airflow tasks run at once: the setting, else what the database takes."""
+    chosen = settings.airflow_parallelism
+    return chosen if chosen is not None else DEFAULT_PARALLELISM[settings.database]
 
 
 def aws_connection(plan: StackPlan) -> dict[str, str]:
@@ -43,7 +61,7 @@ def aws_connection(plan: StackPlan) -> dict[str, str]:
         "conn_type": "aws",
         "login": settings.s3_access_key,
         "password": settings.s3_secret_key,
-        "extra": {"endpoint_url": plan.url(settings.s3_port), "region_name": "us-east-1"},
+        "extra": {"endpoint_url": plan.url(settings.s3_port), "region_name": REGION},
     }
     return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
 
@@ -53,12 +71,13 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
     settings = plan.settings
     home = plan.layout.service_dir("airflow")
     url = plan.url(settings.airflow_port)
+    postgres = plan.database is Database.POSTGRES
     return {
         **aws_connection(plan),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(plan.root / "project" / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(plan.airflow_parallelism),
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism(settings)),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__AUTH_MANAGER": (
@@ -67,14 +86,18 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": plan.metadata_url("airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(settings, plan.layout, "airflow"),
         # On SQLite, the stack's own plugin (one writing API request at a time; see its
         # docstring); PostgreSQL takes concurrent writers and needs none.
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins" if plan.postgres else PLUGINS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins" if postgres else PLUGINS_FOLDER),
         # Airflow's async engine: psycopg (3) serves both, no second driver (asyncpg).
         **(
-            {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": plan.metadata_url("airflow", "async")}
-            if plan.postgres
+            {
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_url(
+                    settings, plan.layout, "airflow", "async"
+                )
+            }
+            if postgres
             else {}
         ),
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_jwt_secret,
@@ -150,12 +173,15 @@ def declare(plan: StackPlan) -> Service:
         url=url,
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
-        requires=plan.metadata_requires,
+        requires=metadata_requires(settings),
+        refuse=lambda: misplaced_metadata(settings, layout),
         # The simple auth manager logs in only through its own form (a token it sets itself);
         # its one way around the form, `simple_auth_manager_all_admins`, turns logins off.
         ui=url,
         login=f"log in as {settings.airflow_username} / {settings.airflow_password}",
-        prepare=lambda: prepare_home(settings, environment, layout.log_file("airflow-migrate")),
+        prepare=lambda: prepare_home(
+            settings, layout, environment, layout.log_file("airflow-migrate")
+        ),
         # `airflow dags list`, `dag.test()` in an editor: the same home, database and DAGs.
         client_environment={k: v for k, v in environment.items() if k not in PROGRAM_ONLY},
     )
@@ -184,22 +210,21 @@ def all_components_healthy(url: str) -> HealthProbe:
     return probe
 
 
-def prepare_home(settings: StackSettings, environment: dict[str, str], log: Path) -> None:
+def prepare_home(
+    settings: StackSettings, layout: StateLayout, environment: dict[str, str], log: Path
+) -> None:
     """Write the admin password and migrate the metadata DB when Airflow's version changed."""
     home = Path(environment["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "passwords.json"
-    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({settings.airflow_username: settings.airflow_password}, handle)
+    write_private(passwords, json.dumps({settings.airflow_username: settings.airflow_password}))
 
     stamp = home / "migrated-version"
-    connection = environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    sqlite = connection.removeprefix("sqlite:///")
     # Migrated for this version, on this database (a SQLite file deleted by hand, a new
     # PostgreSQL database, count as not migrated).
-    version = f"{_installed_airflow_version()} {'sqlite' if sqlite != connection else 'postgres'}"
-    present = sqlite == connection or Path(sqlite).exists()
+    version = f"{_installed_airflow_version()} {settings.database}"
+    database_file = sqlite_file(layout, "airflow")
+    present = settings.database is Database.POSTGRES or database_file.exists()
     if present and stamp.exists() and stamp.read_text().strip() == version:
         return
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +238,7 @@ def prepare_home(settings: StackSettings, environment: dict[str, str], log: Path
             check=False,
         )
     if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}); see {log}")
+        raise StackError(f"airflow db migrate failed (exit {result.returncode}); see {log}")
     stamp.write_text(version)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.engine.errors import StackError
+
 # AF_UNIX socket paths are limited to 108 bytes on Linux and 104 on macOS.
 _MAX_SOCKET_PATH = 100
 # Names the private directory the sockets moved to when the state dir's path is too long.
@@ -23,7 +25,7 @@ SOCKET_DIR_RECORD = "socket-dir"
 OWNER_ONLY_UMASK = 0o077
 
 
-class UnsafeStateError(RuntimeError):
+class UnsafeStateError(StackError):
     """A directory the stack keeps secrets or sockets in is open to other users; the message
     names it and what to do."""
 

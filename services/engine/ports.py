@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from services.engine.errors import StackError
+
 
 @dataclass(frozen=True)
 class TakenPort:
@@ -22,7 +24,9 @@ class TakenPort:
         return f"port {self.port} is taken{holder}: set {self.variable} or stop it"
 
 
-class PortTaken(RuntimeError):
+class PortTaken(StackError):
+    """Ports `up` needs are taken; nothing was started."""
+
     def __init__(self, taken: list[TakenPort]) -> None:
         self.taken = taken
         super().__init__("; ".join(str(port) for port in taken))

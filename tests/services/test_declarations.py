@@ -19,7 +19,8 @@ from services.catalog import declare_services, stack_of
 from services.engine.records import Service
 from services.engine.stack import StackError
 from services.engine.supervisor import STACK_MARKER, render_config
-from services.plan import StackPlan, resolve_backend
+from services.plan import StackPlan
+from services.s3.store import resolve_backend
 from services.settings import StackSettings
 
 CLIENT_VARIABLES = {
