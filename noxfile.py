@@ -111,7 +111,11 @@ def screenshots(session: nox.Session) -> None:
     """Regenerate docs/screenshots/ in a real browser, on a stack of its own (test_browser)."""
     folder = Path(__file__).parent / "docs" / "screenshots"
     _synced(
-        session, "-m", "pytest", "tests/scenarios/test_browser.py", env={"H2OPS_SCREENSHOTS_DIR": str(folder)}
+        session,
+        "-m",
+        "pytest",
+        "tests/scenarios/test_browser.py",
+        env={"H2OPS_SCREENSHOTS_DIR": str(folder)},
     )
 
 

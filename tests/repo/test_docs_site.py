@@ -13,14 +13,14 @@ import pytest
 
 from devtools.docs import nox_sessions_with_help, performance_markdown, render
 from devtools.testing import nox_sessions
-from services.settings import ENV_PREFIX, StackSettings
-from services.settings import REPO_ROOT
+from services.settings import ENV_PREFIX, REPO_ROOT, StackSettings
 
 ROOT = REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as `mkdocs build --strict` writes it (a process: its tests are `stack`)."""
     out = tmp_path_factory.mktemp("site")
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
@@ -34,12 +34,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.stack
 def test_every_setting_is_on_the_generated_settings_page(site: Path) -> None:
     page = (site / "reference" / "settings.html").read_text()
     for name in StackSettings.model_fields:
         assert f"{ENV_PREFIX}{name.upper()}" in page, name
 
 
+@pytest.mark.stack
 def test_every_session_is_on_the_generated_sessions_page(site: Path) -> None:
     page = (site / "reference" / "sessions.html").read_text()
     sessions = nox_sessions(ROOT / "noxfile.py")
@@ -48,12 +50,14 @@ def test_every_session_is_on_the_generated_sessions_page(site: Path) -> None:
         assert f"nox -s {name}" in page, name
 
 
+@pytest.mark.stack
 def test_every_service_folder_has_a_page(site: Path) -> None:
     rooms = sorted(path.parent.name for path in (ROOT / "services").glob("*/service.py"))
     for room in rooms:
         assert (site / "services" / f"{room}.html").is_file(), room
 
 
+@pytest.mark.stack
 def test_the_site_reads_offline(site: Path) -> None:
     """No font, script or style from a CDN: links out are fine, loads are not."""
     for page in site.rglob("*.html"):
@@ -63,6 +67,7 @@ def test_the_site_reads_offline(site: Path) -> None:
         assert not loads, f"{page.relative_to(site)} loads {loads}"
 
 
+@pytest.mark.stack
 def test_the_screenshots_are_shown(site: Path) -> None:
     index = (site / "index.html").read_text()
     for picture in sorted((ROOT / "docs" / "screenshots").glob("*.png")):

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from services.settings import REPO_ROOT
 
 ROOT = REPO_ROOT
