@@ -1,4 +1,7 @@
-"""What goes wrong: taken ports, services that never get ready, killed processes, bad input."""
+"""What goes wrong: taken ports, services that never get ready, killed processes, bad input.
+
+Cost: each test has a stack of its own with only the services it needs (most S3 or MLflow;
+switching Airflow's preload off starts Airflow twice, the slowest here)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ them to docs/screenshots/ (H2OPS_SCREENSHOTS_DIR), which the README shows.
 
 Nothing is downloaded at run time (never `playwright install`): Chromium is Debian's
 (`apt-get install chromium`); without it the test skips with that command, and fails under CI.
+
+Cost: on the shared stack, one training run if the e2e has not made one (about two minutes),
+then a Chromium start and five pages.
 """
 
 from __future__ import annotations

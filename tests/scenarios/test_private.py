@@ -1,5 +1,8 @@
 """The stack's state is its user's alone: owner-only modes, sockets only in private directories,
-and a second local user who can read, connect to and use nothing of a running stack."""
+and a second local user who can read, connect to and use nothing of a running stack.
+
+Cost: the second-user check runs on the shared stack; a long state path starts Airflow alone
+once; the rest start nothing but a few sockets."""
 
 from __future__ import annotations
 

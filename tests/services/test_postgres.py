@@ -1,5 +1,8 @@
 """H2OPS_DATABASE=postgres on real processes: concurrent writers, a cluster that survives a
-SIGKILL and down/up, and the errors a user meets (taken port, no server, a SQLite state dir)."""
+SIGKILL and down/up, and the errors a user meets (taken port, no server, a SQLite state dir).
+
+Cost: the shared PostgreSQL stack (its start is shared with the e2e), three training runs at
+once on it, and a PostgreSQL cluster of its own started three times."""
 
 from __future__ import annotations
 

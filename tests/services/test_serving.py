@@ -5,6 +5,8 @@ a model the environment cannot run, and keeping the version across `down`/`up`.
 The tests follow one stack's life, in file order: no champion first, then versions registered
 one after another. The model is a tiny pyfunc written here ("models from code"), so the tests
 need nothing of the example project: version N adds N to its input.
+
+Cost: one stack of three services, a `down`/`up` of it, and one fresh venv for the bundle.
 """
 
 from __future__ import annotations
