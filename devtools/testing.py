@@ -314,11 +314,17 @@ class _ProcessStarted(Exception):
 
 
 @contextmanager
-def _no_process_started(nodeid: str) -> Iterator[None]:
-    """Starting a process (subprocess, fork, spawn) raises while this holds."""
+def _no_process_started(item: pytest.Item) -> Iterator[None]:
+    """Outside `stack` tests, starting a process (subprocess, fork, spawn) raises while this
+    holds: the marker says the truth."""
+    if item.get_closest_marker("stack") is not None:
+        yield
+        return
 
     def refuse(*args: object, **kwargs: object) -> NoReturn:
-        raise _ProcessStarted(f"{nodeid} starts a process: mark it `stack` (pytest.mark.stack)")
+        raise _ProcessStarted(
+            f"{item.nodeid} starts a process: mark it `stack` (pytest.mark.stack)"
+        )
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess.Popen, "_execute_child", refuse)
@@ -330,21 +336,15 @@ def _no_process_started(nodeid: str) -> Iterator[None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    """Outside `stack` tests, starting a process fails the test, in its fixtures too: the
-    marker says the truth. (Teardown is free: a session's stack stops after its last test.)"""
-    if item.get_closest_marker("stack") is not None:
-        yield
-        return
-    with _no_process_started(item.nodeid):
+    """The rule holds in a test's fixtures too. (Its teardown is free: a session's stack
+    stops after its last test, whatever that test is.)"""
+    with _no_process_started(item):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    if item.get_closest_marker("stack") is not None:
-        yield
-        return
-    with _no_process_started(item.nodeid):
+    with _no_process_started(item):
         yield
 
 
