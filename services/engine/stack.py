@@ -172,19 +172,22 @@ class Stack:
         Everything it and the programs create is owner-only; a state dir open to other users
         is refused.
         """
-        with owner_only_umask():
-            self.layout.make_private()
-            return self._up(names, report or (lambda _name, _event: None))
-
-    def _up(self, names: Iterable[str], report: Report) -> dict[str, str]:
-        self.supervisor.clean_stale()
         services = self.select(names)
         states = self.supervisor.states()
         bringing = [Bringing(s, running=_all_running(s, states)) for s in services]
         to_start = [b.service for b in bringing if not b.running]
+        # Refusals first: a refused `up` creates nothing, not even the state dir.
         for service in to_start:
             if service.refuse is not None and (reason := service.refuse()):
                 raise StackError(reason)
+        with owner_only_umask():
+            self.layout.make_private()
+            return self._up(bringing, to_start, report or (lambda _name, _event: None))
+
+    def _up(
+        self, bringing: list[Bringing], to_start: list[Service], report: Report
+    ) -> dict[str, str]:
+        self.supervisor.clean_stale()
         taken = find_taken_ports(self.host, [s.ports for s in to_start])
         if taken:
             raise PortTaken(taken)
