@@ -28,6 +28,7 @@ import kubernetes_validate
 import yaml
 
 from services.plan import ClientEndpoints, client_environment
+from services.port_forwarding import mlflow_allowed_hosts
 from services.s3.store import ARTIFACTS_BUCKET, DATA_BUCKET
 from services.serving.bundle import PORT as BUNDLE_PORT
 from services.settings import REPO_ROOT
@@ -98,31 +99,47 @@ class Project:
     airflow_version: str
     python_version: str
     project_version: str
-    lock_digest: str
+    distribution: str
     artifacts_bucket: str
     data_bucket: str
     airflow_settings: dict[str, str]
 
     @classmethod
     def read(cls, root: Path = REPO_ROOT) -> Project:
-        lock_text = (root / "uv.lock").read_text()
-        lock = tomllib.loads(lock_text)
+        lock = tomllib.loads((root / "uv.lock").read_text())
         versions = {package["name"]: package["version"] for package in lock["package"]}
         project = tomllib.loads((root / "project" / "pyproject.toml").read_text())
         return cls(
             airflow_version=versions["apache-airflow"],
             python_version=(root / ".python-version").read_text().strip(),
             project_version=project["project"]["version"],
-            lock_digest=hashlib.sha256(lock_text.encode()).hexdigest()[:12],
+            distribution=project["project"]["name"],
             artifacts_bucket=ARTIFACTS_BUCKET,
             data_bucket=DATA_BUCKET,
             airflow_settings=_shared_airflow_settings(),
         )
 
-    @property
-    def image_tag(self) -> str:
-        """Changes with the project's version and with every change of uv.lock."""
-        return f"{self.project_version}-{self.lock_digest}"
+
+# What the image holds besides the rendered Dockerfile and requirements (DOCKERIGNORE lets in
+# exactly these, less bytecode caches).
+BAKED_FOLDERS = ("project/src", "project/dags")
+
+
+def image_tag(root: Path, version: str, dockerfile_text: str, requirements_text: str) -> str:
+    """The project's version and a digest of everything baked into the image: a change to a
+    DAG, the package, a locked pin or the Dockerfile gives a new tag, so `helm upgrade` rolls
+    out new pods and no node keeps an old image under an old tag (pullPolicy IfNotPresent)."""
+    digest = hashlib.sha256()
+    baked = [("deploy/Dockerfile", dockerfile_text.encode())]
+    baked.append(("deploy/requirements.txt", requirements_text.encode()))
+    for folder in BAKED_FOLDERS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                baked.append((path.relative_to(root).as_posix(), path.read_bytes()))
+    for name, content in baked:
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return f"{version}-{digest.hexdigest()[:12]}"
 
 
 def _shared_airflow_settings() -> dict[str, str]:
@@ -153,7 +170,7 @@ def task_environment(cluster: Cluster, project: Project, tracking_uri: str) -> d
     )
 
 
-def airflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
+def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, Any]:
     environment = {
         **task_environment(cluster, project, mlflow_url(cluster)),
         **project.airflow_settings,
@@ -167,12 +184,12 @@ def airflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
     secret_name, keys = S3_SECRET
     return {
         "defaultAirflowRepository": cluster.image_repository,
-        "defaultAirflowTag": project.image_tag,
+        "defaultAirflowTag": tag,
         "airflowVersion": project.airflow_version,
         "images": {
             "airflow": {
                 "repository": cluster.image_repository,
-                "tag": project.image_tag,
+                "tag": tag,
                 "pullPolicy": "IfNotPresent",
             },
             # The migration job runs the same image, so it migrates to our Airflow version.
@@ -190,17 +207,32 @@ def airflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
         "fernetKeySecretName": AIRFLOW_SECRETS["fernet"],
         "apiSecretKeySecretName": AIRFLOW_SECRETS["api"],
         "jwtSecretName": AIRFLOW_SECRETS["jwt"],
+        # No `admin`/`admin`: the chart's create-user job stays off; the first user is made from
+        # a Secret you create (docs: beyond one machine), as the local stack generates its own.
+        "webserver": {"defaultUser": {"enabled": False}},
+        # Weight the KubernetesExecutor never uses: Redis is the Celery executors' broker (and
+        # its Secrets would be regenerated on every upgrade), nobody reads statsd, and task logs
+        # are in S3, so the triggerer needs no volume (nor a default StorageClass).
+        "redis": {"enabled": False},
+        "statsd": {"enabled": False},
+        "triggerer": {"persistence": {"enabled": False}},
     }
 
 
-def mlflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
+def mlflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, Any]:
     service_names = [
         MLFLOW_SERVICE,
         f"{MLFLOW_SERVICE}.{cluster.namespace}",
         f"{MLFLOW_SERVICE}.{cluster.namespace}.svc",
         f"{MLFLOW_SERVICE}.{cluster.namespace}.svc.cluster.local",
     ]
-    allowed = [*service_names, *(f"{name}:{MLFLOW_PORT}" for name in service_names), "localhost"]
+    # In-cluster clients dial the Service's names; a browser comes through `kubectl
+    # port-forward` on any local port, as the local stack's MLflow accepts it (one definition).
+    allowed = [
+        *service_names,
+        *(f"{name}:{MLFLOW_PORT}" for name in service_names),
+        *mlflow_allowed_hosts(MLFLOW_PORT, {}),
+    ]
     server_env = {
         name: value
         for name, value in task_environment(cluster, project, "").items()
@@ -213,7 +245,7 @@ def mlflow_values(cluster: Cluster, project: Project) -> dict[str, Any]:
         # The project's image: the locked mlflow, boto3 and the Postgres driver of Airflow's image.
         "image": {
             "repository": cluster.image_repository,
-            "tag": project.image_tag,
+            "tag": tag,
             "pullPolicy": "IfNotPresent",
         },
         "server": {
@@ -265,20 +297,21 @@ def manifests(cluster: Cluster) -> list[dict[str, Any]]:
 def dockerfile(project: Project) -> str:
     return f"""\
 # Rendered by `nox -s deploy` from uv.lock and .python-version: edit devtools/deploy.py instead.
-# Build from the repository root: docker build -f deploy/Dockerfile -t IMAGE:TAG .
+# Build from the repository root: `nox -s deploy` prints the command with the image's tag.
 FROM apache/airflow:{project.airflow_version}-python{project.python_version}
 
 # Exactly the packages uv.lock pins for the project (hashes checked, nothing resolved here);
-# Airflow's own image brings the providers the chart needs (cncf.kubernetes, amazon, postgres).
+# Airflow's own image brings the providers the chart needs (cncf.kubernetes, amazon, postgres),
+# at its own constraints; `pip check` fails the build if the two sets do not fit together.
 COPY --chown=airflow:root deploy/requirements.txt /opt/h2ops/requirements.txt
-RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/h2ops/requirements.txt
+RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/h2ops/requirements.txt \\
+    && pip check
 
 # The project's package is imported from its source, as the local stack's editable install does,
 # and its DAGs are the image's DAGs folder (the chart's default: no git-sync, no volume).
 COPY --chown=airflow:root project/src /opt/h2ops/project/src
 COPY --chown=airflow:root project/dags /opt/airflow/dags
 ENV PYTHONPATH=/opt/h2ops/project/src
-LABEL org.opencontainers.image.version="{project.image_tag}"
 """
 
 
@@ -292,7 +325,7 @@ DOCKERIGNORE = """\
 """
 
 
-def requirements(root: Path = REPO_ROOT) -> str:
+def requirements(distribution: str, root: Path = REPO_ROOT) -> str:
     """The project's locked dependencies with hashes, as `uv export` writes them."""
     uv = Path(sys.executable).with_name("uv")
     return subprocess.run(
@@ -302,7 +335,7 @@ def requirements(root: Path = REPO_ROOT) -> str:
             "--frozen",
             "--no-dev",
             "--package",
-            "water-mapping",
+            distribution,
             "--no-emit-workspace",
             "--format",
             "requirements-txt",
@@ -334,14 +367,23 @@ def render(root: Path = REPO_ROOT) -> dict[str, str]:
         f"# Chart {chart} {mlflow_version}; schema: deploy/schemas/mlflow.\n"
     )
     k8s_header = "# Rendered by `nox -s deploy`: apply before installing the charts.\n"
+    docker = dockerfile(project)
+    locked = requirements(project.distribution, root)
+    tag = image_tag(root, project.project_version, docker, locked)
     return {
-        "Dockerfile": dockerfile(project),
+        "Dockerfile": docker,
         "Dockerfile.dockerignore": DOCKERIGNORE,
-        "requirements.txt": requirements(root),
-        "values/airflow.yaml": _yaml(airflow_header, airflow_values(cluster, project)),
-        "values/mlflow.yaml": _yaml(mlflow_header, mlflow_values(cluster, project)),
+        "requirements.txt": locked,
+        "values/airflow.yaml": _yaml(airflow_header, airflow_values(cluster, project, tag)),
+        "values/mlflow.yaml": _yaml(mlflow_header, mlflow_values(cluster, project, tag)),
         "k8s/namespace.yaml": _yaml(k8s_header, manifests(cluster)[0]),
     }
+
+
+def image_reference(rendered: dict[str, str]) -> str:
+    """`repository:tag` of the project's image, as the rendered Airflow values name it."""
+    image = yaml.safe_load(rendered["values/airflow.yaml"])["images"]["airflow"]
+    return f"{image['repository']}:{image['tag']}"
 
 
 def write(directory: Path, files: dict[str, str]) -> list[str]:
@@ -378,6 +420,21 @@ def _inline_secrets(values_file: Path) -> list[str]:
     ]
 
 
+def _default_user_problems(values_file: Path) -> list[str]:
+    """The chart's create-user job makes `admin`/`admin` unless told not to: a known login."""
+    values = yaml.safe_load(values_file.read_text()) or {}
+    enabled = ((values.get("webserver") or {}).get("defaultUser") or {}).get("enabled", True)
+    # Charts after 1.18 read the default user from `createUserJob.defaultUser`.
+    newer = (values.get("createUserJob") or {}).get("defaultUser")
+    if enabled is False and not newer:
+        return []
+    return [
+        f"{values_file.name}: webserver.defaultUser.enabled is not false: the chart would create "
+        "the user admin/admin; set it false and create the first user from a Secret "
+        "(see the docs: beyond one machine)"
+    ]
+
+
 def _manifest_problems(path: Path) -> list[str]:
     problems = []
     for document in yaml.safe_load_all(path.read_text()):
@@ -411,6 +468,7 @@ def check(directory: Path, expected: dict[str, str] | None = None) -> list[str]:
         values = directory / "values" / f"{chart}.yaml"
         problems += _schema_problems(values, schemas / chart / "values.schema.json")
         problems += _inline_secrets(values)
+    problems += _default_user_problems(directory / "values" / "airflow.yaml")
     for manifest in sorted((directory / "k8s").glob("*.yaml")):
         problems += _manifest_problems(manifest)
     return problems
@@ -432,11 +490,14 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return 1
-    project = Project.read()
+    image = image_reference(rendered)
     print(
-        f"deploy/ is up to date and valid: image tag {project.image_tag}, "
+        f"deploy/ is up to date and valid: image {image}, "
         f"Airflow chart {AIRFLOW_CHART[2]}, MLflow chart {MLFLOW_CHART[2]}"
     )
+    if not args.check:
+        print(f"build and push it:\n  docker build -f deploy/Dockerfile -t {image} .")
+        print(f"  docker push {image}")
     return 0
 
 
