@@ -53,6 +53,10 @@ AIRFLOW_SECRETS = {
     "jwt": "h2ops-airflow-jwt",  # key `jwt-secret`
 }
 MLFLOW_DB_SECRET = ("h2ops-mlflow-db", "uri")  # postgresql://...
+# `aws_default` as the local stack defines it, built from the S3 keys by `--secrets`.
+AWS_DEFAULT_SECRET = ("h2ops-s3", "aws-default-connection")
+# Not referenced by the values: the first Airflow user is made from it by hand (see the docs).
+ADMIN_SECRET = "h2ops-airflow-admin"  # keys `username`, `password`
 MLFLOW_SERVICE = "h2ops-mlflow"
 MLFLOW_PORT = 5000
 # Airflow's settings of the local stack that a cluster needs too (services/airflow/service.py).
@@ -177,8 +181,7 @@ def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, An
         # Task logs go to S3: a KubernetesExecutor pod is gone when its task ends.
         "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
         "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{project.data_bucket}/airflow-logs",
-        # No connection of that name: the Amazon provider falls back to boto3's own chain,
-        # which reads the keys and AWS_ENDPOINT_URL_S3 from the environment above.
+        # The same `aws_default` as on the laptop, from the S3 Secret (the `secret` list below).
         "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
     }
     secret_name, keys = S3_SECRET
@@ -198,8 +201,15 @@ def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, An
         "executor": "KubernetesExecutor",
         "env": [{"name": name, "value": value} for name, value in environment.items()],
         "secret": [
-            {"envName": env, "secretName": secret_name, "secretKey": key}
-            for env, key in keys.items()
+            *(
+                {"envName": env, "secretName": secret_name, "secretKey": key}
+                for env, key in keys.items()
+            ),
+            {
+                "envName": "AIRFLOW_CONN_AWS_DEFAULT",
+                "secretName": AWS_DEFAULT_SECRET[0],
+                "secretKey": AWS_DEFAULT_SECRET[1],
+            },
         ],
         # Metadata in an external Postgres; the chart's own Postgres is off.
         "data": {"metadataSecretName": AIRFLOW_SECRETS["metadata"]},
@@ -474,13 +484,43 @@ def check(directory: Path, expected: dict[str, str] | None = None) -> list[str]:
     return problems
 
 
+def _write_secrets(path: Path | None) -> int:
+    import os
+
+    from devtools.deploy_secrets import MissingValuesError, default_path, write_secrets
+    from services.settings import load_settings
+
+    cluster = Cluster.load(DEPLOY / "cluster.toml")
+    path = path or default_path(load_settings().state_dir.resolve(), cluster)
+    try:
+        names = write_secrets(path, cluster, os.environ)
+    except MissingValuesError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"wrote the Secrets {', '.join(names)} to {path} (owner-only; never commit it)")
+    print(f"  kubectl apply -f {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nox -s deploy --", description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="change nothing; fail if anything is wrong"
     )
     parser.add_argument("--dir", type=Path, default=DEPLOY, help="the deploy folder to check")
+    parser.add_argument(
+        "--secrets",
+        action="store_true",
+        help="write the Secrets the values reference (owner-only, outside git) and stop",
+    )
+    parser.add_argument(
+        "--secrets-file",
+        type=Path,
+        help="where --secrets writes (default: <state dir>/cluster/<namespace>-secrets.yaml)",
+    )
     args = parser.parse_args(argv)
+    if args.secrets:
+        return _write_secrets(args.secrets_file)
     rendered = render()
     if not args.check:
         for relative in write(args.dir, rendered):

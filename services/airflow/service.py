@@ -57,13 +57,23 @@ def aws_connection(plan: StackPlan) -> dict[str, str]:
     if not plan.object_store:
         return {}
     settings = plan.settings
+    endpoint = plan.url(settings.s3_port)
+    connection = aws_connection_json(
+        settings.s3_access_key, settings.s3_secret_key, endpoint, REGION
+    )
+    return {"AIRFLOW_CONN_AWS_DEFAULT": connection}
+
+
+def aws_connection_json(access_key: str, secret_key: str, endpoint: str, region: str) -> str:
+    """`aws_default` as Airflow reads it from AIRFLOW_CONN_AWS_DEFAULT: one shape for the local
+    stack and for the cluster's S3 Secret (devtools/deploy_secrets.py)."""
     connection = {
         "conn_type": "aws",
-        "login": settings.s3_access_key,
-        "password": settings.s3_secret_key,
-        "extra": {"endpoint_url": plan.url(settings.s3_port), "region_name": REGION},
+        "login": access_key,
+        "password": secret_key,
+        "extra": {"endpoint_url": endpoint, "region_name": region},
     }
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+    return json.dumps(connection)
 
 
 def airflow_environment(plan: StackPlan) -> dict[str, str]:

@@ -187,12 +187,16 @@ def _pod_environment(
     environment = {
         entry["name"]: local.get(entry["name"], entry["value"]) for entry in values["env"]
     }
+    # The Secrets' values: the stack's keys, and `aws_default` (through which remote task logs
+    # go) as `up` defines it, the shape `--secrets` writes for the cluster.
+    secrets = {
+        **stack_env,
+        "AIRFLOW_CONN_AWS_DEFAULT": dotenv_values(client_env)["AIRFLOW_CONN_AWS_DEFAULT"] or "",
+    }
     for entry in values["secret"]:
-        environment[entry["envName"]] = stack_env[entry["envName"]]
+        environment[entry["envName"]] = secrets[entry["envName"]]
     return {
         **environment,
-        # Remote task logs go through `aws_default`: here the local S3, as `up` defines it.
-        "AIRFLOW_CONN_AWS_DEFAULT": dotenv_values(client_env)["AIRFLOW_CONN_AWS_DEFAULT"] or "",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "project" / "dags"),
