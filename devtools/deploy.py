@@ -27,6 +27,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from services.airflow.project_settings import AirflowSettings, references
 from services.plan import ClientEndpoints, client_environment
 from services.port_forwarding import mlflow_allowed_hosts
 from services.s3.store import ARTIFACTS_BUCKET, DATA_BUCKET
@@ -57,6 +58,8 @@ MLFLOW_DB_SECRET = ("h2ops-mlflow-db", "uri")  # postgresql://...
 AWS_DEFAULT_SECRET = ("h2ops-s3", "aws-default-connection")
 # Not referenced by the values: the first Airflow user is made from it by hand (see the docs).
 ADMIN_SECRET = "h2ops-airflow-admin"  # keys `username`, `password`
+# The project's connections and variables that hold a `${NAME}` reference, resolved by `--secrets`.
+SETTINGS_SECRET = "h2ops-airflow-settings"
 MLFLOW_SERVICE = "h2ops-mlflow"
 MLFLOW_PORT = 5000
 # Airflow's settings of the local stack that a cluster needs too (services/airflow/service.py).
@@ -107,6 +110,7 @@ class Project:
     artifacts_bucket: str
     data_bucket: str
     airflow_settings: dict[str, str]
+    project_settings: dict[str, str]
 
     @classmethod
     def read(cls, root: Path = REPO_ROOT) -> Project:
@@ -121,6 +125,7 @@ class Project:
             artifacts_bucket=ARTIFACTS_BUCKET,
             data_bucket=DATA_BUCKET,
             airflow_settings=_shared_airflow_settings(),
+            project_settings=AirflowSettings.read(root).environment(),
         )
 
 
@@ -174,7 +179,20 @@ def task_environment(cluster: Cluster, project: Project, tracking_uri: str) -> d
     )
 
 
+def settings_secret_key(variable: str) -> str:
+    """The key in SETTINGS_SECRET for one of the project's AIRFLOW_CONN_*/AIRFLOW_VAR_*."""
+    return variable.lower().replace("_", "-")
+
+
+def split_by_reference(settings: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The project's connections and variables: those written out in full (the values get
+    them), and those that hold a `${NAME}` (the cluster reads them from SETTINGS_SECRET)."""
+    inline = {name: text for name, text in settings.items() if not references(text)}
+    return inline, {name: text for name, text in settings.items() if name not in inline}
+
+
 def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, Any]:
+    inline, by_reference = split_by_reference(project.project_settings)
     environment = {
         **task_environment(cluster, project, mlflow_url(cluster)),
         **project.airflow_settings,
@@ -183,6 +201,8 @@ def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, An
         "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{project.data_bucket}/airflow-logs",
         # The same `aws_default` as on the laptop, from the S3 Secret (the `secret` list below).
         "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
+        # The project's own (deploy/airflow_settings.yaml), as `up` gives them locally.
+        **inline,
     }
     secret_name, keys = S3_SECRET
     return {
@@ -210,6 +230,14 @@ def airflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, An
                 "secretName": AWS_DEFAULT_SECRET[0],
                 "secretKey": AWS_DEFAULT_SECRET[1],
             },
+            *(
+                {
+                    "envName": name,
+                    "secretName": SETTINGS_SECRET,
+                    "secretKey": settings_secret_key(name),
+                }
+                for name in by_reference
+            ),
         ],
         # Metadata in an external Postgres; the chart's own Postgres is off.
         "data": {"metadataSecretName": AIRFLOW_SECRETS["metadata"]},
@@ -492,8 +520,9 @@ def _write_secrets(path: Path | None) -> int:
 
     cluster = Cluster.load(DEPLOY / "cluster.toml")
     path = path or default_path(load_settings().state_dir.resolve(), cluster)
+    _, by_reference = split_by_reference(AirflowSettings.read(REPO_ROOT).environment())
     try:
-        names = write_secrets(path, cluster, os.environ)
+        names = write_secrets(path, cluster, os.environ, by_reference)
     except MissingValuesError as error:
         print(error, file=sys.stderr)
         return 1

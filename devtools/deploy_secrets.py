@@ -27,8 +27,11 @@ from devtools.deploy import (
     KUBERNETES_VERSION,
     MLFLOW_DB_SECRET,
     S3_SECRET,
+    SETTINGS_SECRET,
     Cluster,
+    settings_secret_key,
 )
+from services.airflow.project_settings import AirflowSettingsError, resolved
 from services.airflow.service import aws_connection_json
 from services.engine.layout import write_private
 
@@ -87,12 +90,22 @@ class MissingValuesError(Exception):
 
 
 def secret_manifests(
-    cluster: Cluster, environ: Mapping[str, str], kept: Mapping[tuple[str, str], str]
+    cluster: Cluster,
+    environ: Mapping[str, str],
+    kept: Mapping[tuple[str, str], str],
+    by_reference: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Every Secret the values reference (and the first user's), values from the environment,
-    else from the file written before, else made fresh."""
+    else from the file written before, else made fresh; `by_reference`: the project's
+    connections and variables that hold a `${NAME}`, filled from the environment."""
     data: dict[str, dict[str, str]] = {}
     missing = []
+    try:
+        project = resolved(by_reference, environ)
+    except AirflowSettingsError as error:
+        raise MissingValuesError(f"{error}; nothing was written") from None
+    if project:
+        data[SETTINGS_SECRET] = {settings_secret_key(k): v for k, v in project.items()}
     for entry in secret_keys():
         value = environ.get(entry.variable) or kept.get((entry.secret, entry.key))
         if not value and entry.make is not None:
@@ -132,9 +145,11 @@ def secret_manifests(
     return manifests
 
 
-def write_secrets(path: Path, cluster: Cluster, environ: Mapping[str, str]) -> list[str]:
+def write_secrets(
+    path: Path, cluster: Cluster, environ: Mapping[str, str], by_reference: Mapping[str, str]
+) -> list[str]:
     """Write the Secrets to `path` (0600, its folder 0700); the names of the Secrets written."""
-    manifests = secret_manifests(cluster, environ, _kept(path))
+    manifests = secret_manifests(cluster, environ, _kept(path), by_reference)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     header = "# Written by `nox -s deploy -- --secrets`: never commit it; `kubectl apply -f` it.\n"
     write_private(path, header + yaml.safe_dump_all(manifests, sort_keys=False))

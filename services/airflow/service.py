@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.airflow import main, preload
+from services.airflow.project_settings import local_environment
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, venv_bin, write_private
 from services.engine.records import Health, HealthProbe, Program, Service
@@ -141,7 +142,8 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
 def declare(plan: StackPlan) -> Service:
     settings, layout = plan.settings, plan.layout
     home = layout.service_dir("airflow")
-    environment = airflow_environment(plan)
+    # The project's own connections and variables (deploy/airflow_settings.yaml) on top.
+    environment = {**airflow_environment(plan), **local_environment(plan.root)}
     socket = layout.socket("airflow-preload")
     if settings.airflow_preload:
         client = [sys.executable, "-m", preload.__name__, "run", str(socket)]
