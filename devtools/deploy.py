@@ -32,7 +32,9 @@ from services.plan import ClientEndpoints, client_environment
 from services.port_forwarding import mlflow_allowed_hosts
 from services.s3.store import ARTIFACTS_BUCKET, DATA_BUCKET
 from services.serving.bundle import PORT as BUNDLE_PORT
-from services.settings import REPO_ROOT
+from services.serving.server import SERVED_PATH
+from services.serving.service import REGISTRY_CLIENT_ENVIRONMENT
+from services.settings import REPO_ROOT, StackSettings, project_choices
 
 DEPLOY = REPO_ROOT / "deploy"
 # The official Apache Airflow chart (Airflow 3 from 1.17 on) and MLflow's own chart (mlflow/mlflow
@@ -61,6 +63,7 @@ ADMIN_SECRET = "h2ops-airflow-admin"  # keys `username`, `password`
 # The project's connections and variables that hold a `${NAME}` reference, resolved by `--secrets`.
 SETTINGS_SECRET = "h2ops-airflow-settings"
 MLFLOW_SERVICE = "h2ops-mlflow"
+SERVING = "h2ops-serving"  # the champion's Deployment and Service (deploy/k8s/serving.yaml)
 MLFLOW_PORT = 5000
 # Airflow's settings of the local stack that a cluster needs too (services/airflow/service.py).
 SHARED_AIRFLOW_SETTINGS = (
@@ -79,8 +82,8 @@ class Cluster:
     image_repository: str
     s3_endpoint: str
     s3_region: str
-    # Where the packaged model (`nox -s package-model`) answers in the cluster (tasks read it
-    # as H2OPS_SERVING_URL); unset: a Service `h2ops-serving` on the bundle's port.
+    # Where tasks reach the champion (H2OPS_SERVING_URL); unset: the serving Deployment's
+    # Service (deploy/k8s/serving.yaml), on the port a packaged bundle uses too.
     serving_url: str = ""
 
     @classmethod
@@ -95,7 +98,7 @@ class Cluster:
 
     @property
     def serving(self) -> str:
-        default = f"http://h2ops-serving.{self.namespace}.svc.cluster.local:{BUNDLE_PORT}"
+        default = f"http://{SERVING}.{self.namespace}.svc.cluster.local:{BUNDLE_PORT}"
         return self.serving_url or default
 
 
@@ -111,12 +114,19 @@ class Project:
     data_bucket: str
     airflow_settings: dict[str, str]
     project_settings: dict[str, str]
+    # What the champion is: the committed choices ([tool.h2ops]), as the local `serving` has.
+    serving_model: str
+    serving_alias: str
+    serving_poll_seconds: float
 
     @classmethod
     def read(cls, root: Path = REPO_ROOT) -> Project:
         lock = tomllib.loads((root / "uv.lock").read_text())
         versions = {package["name"]: package["version"] for package in lock["package"]}
         project = tomllib.loads((root / "project" / "pyproject.toml").read_text())
+        choices = StackSettings.model_validate(
+            {**project_choices(root / "pyproject.toml"), "airflow_jwt_secret": "unused"}
+        )
         return cls(
             airflow_version=versions["apache-airflow"],
             python_version=(root / ".python-version").read_text().strip(),
@@ -126,12 +136,22 @@ class Project:
             data_bucket=DATA_BUCKET,
             airflow_settings=_shared_airflow_settings(),
             project_settings=AirflowSettings.read(root).environment(),
+            serving_model=choices.serving_model,
+            serving_alias=choices.serving_alias,
+            serving_poll_seconds=choices.serving_poll_seconds,
         )
 
 
+# The local `serving` service's own server, so the cluster serves the champion the same way.
+SERVING_FILES = (
+    "services/__init__.py",
+    "services/serving/__init__.py",
+    "services/serving/server.py",
+    "services/serving/requirements.py",
+)
 # What the image holds besides the rendered Dockerfile and requirements (DOCKERIGNORE lets in
 # exactly these, less bytecode caches).
-BAKED_FOLDERS = ("project/src", "project/dags")
+BAKED_PATHS = ("project/src", "project/dags", *SERVING_FILES)
 
 
 def image_tag(root: Path, version: str, dockerfile_text: str, requirements_text: str) -> str:
@@ -141,8 +161,9 @@ def image_tag(root: Path, version: str, dockerfile_text: str, requirements_text:
     digest = hashlib.sha256()
     baked = [("deploy/Dockerfile", dockerfile_text.encode())]
     baked.append(("deploy/requirements.txt", requirements_text.encode()))
-    for folder in BAKED_FOLDERS:
-        for path in sorted((root / folder).rglob("*")):
+    for baked_path in BAKED_PATHS:
+        top = root / baked_path
+        for path in [top] if top.is_file() else sorted(top.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 baked.append((path.relative_to(root).as_posix(), path.read_bytes()))
     for name, content in baked:
@@ -318,21 +339,100 @@ def mlflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, Any
     }
 
 
-def manifests(cluster: Cluster) -> list[dict[str, Any]]:
-    """Our own Kubernetes objects: the namespace both releases go into."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": cluster.namespace,
-                "labels": {"app.kubernetes.io/part-of": "h2ops"},
+MODELS_DIR = "/opt/h2ops/models"
+
+
+def namespace_manifest(cluster: Cluster) -> dict[str, Any]:
+    """The namespace both releases and the serving Deployment go into."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": cluster.namespace, "labels": {"app.kubernetes.io/part-of": "h2ops"}},
+    }
+
+
+def serving_manifests(cluster: Cluster, project: Project, tag: str) -> list[dict[str, Any]]:
+    """The champion, served as locally: the `serving` service's server (services/serving/
+    server.py) following `models:/<model>@<alias>` in the cluster's MLflow, behind the Service
+    tasks dial (H2OPS_SERVING_URL). Ready only while a version is served (/ping), as locally."""
+    labels = {"app.kubernetes.io/name": SERVING, "app.kubernetes.io/part-of": "h2ops"}
+    metadata = {"name": SERVING, "namespace": cluster.namespace, "labels": labels}
+    environment = {"MLFLOW_TRACKING_URI": mlflow_url(cluster), **REGISTRY_CLIENT_ENVIRONMENT}
+    container = {
+        "name": "serving",
+        "image": f"{cluster.image_repository}:{tag}",
+        "imagePullPolicy": "IfNotPresent",
+        # The image's entrypoint (Airflow's) runs a `python` command as it is.
+        "args": [
+            "python",
+            "-m",
+            "services.serving.server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(BUNDLE_PORT),
+            "--model",
+            project.serving_model,
+            "--alias",
+            project.serving_alias,
+            "--poll-seconds",
+            str(project.serving_poll_seconds),
+            "--models-dir",
+            MODELS_DIR,
+        ],
+        "env": [{"name": name, "value": value} for name, value in environment.items()],
+        "ports": [{"name": "http", "containerPort": BUNDLE_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": SERVED_PATH, "port": "http"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 30,
+        },
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": SERVING}},
+            "template": {
+                "metadata": {"labels": dict(labels)},  # a copy: no YAML anchor
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "models", "emptyDir": {}}],
+                    # Airflow's image runs as uid 50000 in group 0.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 50000,
+                        "fsGroup": 0,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                },
             },
-        }
-    ]
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "selector": {"app.kubernetes.io/name": SERVING},
+            "ports": [{"name": "http", "port": BUNDLE_PORT, "targetPort": "http"}],
+        },
+    }
+    return [deployment, service]
 
 
 def dockerfile(project: Project) -> str:
+    serving_copies = "\n".join(
+        f"COPY --chown=airflow:root {path} /opt/h2ops/{path}" for path in SERVING_FILES
+    )
     return f"""\
 # Rendered by `nox -s deploy` from uv.lock and .python-version: edit devtools/deploy.py instead.
 # Build from the repository root: `nox -s deploy` prints the command with the image's tag.
@@ -349,7 +449,9 @@ RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/h2ops/requirem
 # and its DAGs are the image's DAGs folder (the chart's default: no git-sync, no volume).
 COPY --chown=airflow:root project/src /opt/h2ops/project/src
 COPY --chown=airflow:root project/dags /opt/airflow/dags
-ENV PYTHONPATH=/opt/h2ops/project/src
+# The local stack's model server, for the serving Deployment (deploy/k8s/serving.yaml).
+{serving_copies}
+ENV PYTHONPATH=/opt/h2ops/project/src:/opt/h2ops
 """
 
 
@@ -359,6 +461,10 @@ DOCKERIGNORE = """\
 !deploy/requirements.txt
 !project/src
 !project/dags
+!services/__init__.py
+!services/serving/__init__.py
+!services/serving/server.py
+!services/serving/requirements.py
 **/__pycache__
 """
 
@@ -414,7 +520,9 @@ def render(root: Path = REPO_ROOT) -> dict[str, str]:
         "requirements.txt": locked,
         "values/airflow.yaml": _yaml(airflow_header, airflow_values(cluster, project, tag)),
         "values/mlflow.yaml": _yaml(mlflow_header, mlflow_values(cluster, project, tag)),
-        "k8s/namespace.yaml": _yaml(k8s_header, manifests(cluster)[0]),
+        "k8s/namespace.yaml": _yaml(k8s_header, namespace_manifest(cluster)),
+        "k8s/serving.yaml": k8s_header
+        + yaml.safe_dump_all(serving_manifests(cluster, project, tag), sort_keys=False, width=100),
     }
 
 

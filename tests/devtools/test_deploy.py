@@ -14,7 +14,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from devtools.deploy import BAKED_FOLDERS, DEPLOY, Project, check, image_tag, render
+from devtools.deploy import BAKED_PATHS, DEPLOY, Project, check, image_tag, render
 from devtools.testing import RunningStack, StackRun, poll_until, s3_client
 from services.port_forwarding import mlflow_allowed_hosts
 from services.settings import REPO_ROOT
@@ -43,8 +43,10 @@ def test_the_image_installs_exactly_the_locked_packages() -> None:
 
 
 def test_the_image_tag_changes_with_one_line_of_a_dag(tmp_path: Path) -> None:
-    for folder in BAKED_FOLDERS:
-        shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
+    for baked in BAKED_PATHS:
+        (tmp_path / baked).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (REPO_ROOT / baked).is_dir() else shutil.copy
+        copy(REPO_ROOT / baked, tmp_path / baked)
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     requirements = (DEPLOY / "requirements.txt").read_text()
     before = image_tag(tmp_path, "0.1.0", dockerfile, requirements)
@@ -74,6 +76,31 @@ def test_mlflow_on_the_cluster_accepts_a_port_forwarded_browser_and_the_service(
     assert set(mlflow_allowed_hosts(5000, {})) <= set(allowed)
     assert {"localhost:*", "127.0.0.1:*"} <= set(allowed)
     assert "h2ops-mlflow.h2ops.svc.cluster.local:5000" in allowed
+
+
+def test_the_champion_is_served_on_the_cluster_by_the_local_stack_s_server() -> None:
+    from services.serving import server
+    from services.settings import StackSettings
+
+    deployment, service = yaml.safe_load_all((DEPLOY / "k8s" / "serving.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[:3] == ["python", "-m", server.__name__]
+    defaults = StackSettings.model_validate({"airflow_jwt_secret": "unused"})
+    assert args[args.index("--model") + 1] == defaults.serving_model
+    assert args[args.index("--alias") + 1] == defaults.serving_alias
+    env = {entry["name"]: entry["value"] for entry in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://h2ops-mlflow.h2ops.svc.cluster.local:5000"
+    assert container["image"].endswith(":" + deployment_tag())
+    # Tasks reach it where H2OPS_SERVING_URL says.
+    airflow = yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())
+    serving_url = {entry["name"]: entry["value"] for entry in airflow["env"]}["H2OPS_SERVING_URL"]
+    port = service["spec"]["ports"][0]["port"]
+    assert serving_url == f"http://{service['metadata']['name']}.h2ops.svc.cluster.local:{port}"
+
+
+def deployment_tag() -> str:
+    return yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())["defaultAirflowTag"]
 
 
 def test_the_cluster_creates_no_default_user() -> None:
