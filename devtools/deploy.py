@@ -318,6 +318,9 @@ def mlflow_values(cluster: Cluster, project: Project, tag: str) -> dict[str, Any
             # Clients never touch the bucket: the server proxies artifacts (as locally).
             "flag_options": ["serve_artifacts"],
         },
+        # `mlflow db upgrade` once, as a pre-install/pre-upgrade hook, before any server starts
+        # (not two workers racing to migrate the same database).
+        "migrations": {"enabled": True},
         "mlflow": {
             "backendStoreUriFrom": {"secretKeyRef": {"name": db_secret, "key": db_key}},
             "artifactsDestination": f"s3://{project.artifacts_bucket}/",

@@ -157,6 +157,12 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
             "airflow.yaml: webserver.defaultUser.enabled is not false: the chart would create",
         ),
         (
+            "values/mlflow.yaml",
+            "migrations:\n  enabled: true",
+            "migrations:\n  enabled: 'yes'",
+            "mlflow.yaml: migrations.enabled: 'yes' is not of type 'boolean'",
+        ),
+        (
             "k8s/namespace.yaml",
             "  labels:",
             "  labelz:",
@@ -170,6 +176,7 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
         "port-type",
         "secret-inline-env",
         "default-user",
+        "mlflow-migrations",
         "k8s-field",
     ],
 )
