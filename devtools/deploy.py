@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,6 +42,8 @@ DEPLOY = REPO_ROOT / "deploy"
 # `charts/`); their schemas in deploy/schemas/ say which commit they come from.
 AIRFLOW_CHART = ("apache-airflow/airflow", "https://airflow.apache.org", "1.18.0")
 MLFLOW_CHART = ("oci://ghcr.io/mlflow/charts/mlflow", "", "0.1.1")
+# Where `helm pull` puts the pinned charts for `--check` to render them (git-ignored).
+CHARTS_DIR = DEPLOY / ".charts"
 # The Kubernetes version our own manifests are checked against (kubernetes-validate's schemas).
 KUBERNETES_VERSION = "1.33.0"
 # Where the cluster keeps what must never be written into a values file: Secret name, then
@@ -623,6 +626,63 @@ def check(directory: Path, expected: dict[str, str] | None = None) -> list[str]:
     return problems
 
 
+def chart_archives(charts_dir: Path) -> dict[str, Path]:
+    """The pinned charts as `helm pull` saves them, by the values file each takes."""
+    return {
+        "airflow": charts_dir / f"airflow-{AIRFLOW_CHART[2]}.tgz",
+        "mlflow": charts_dir / f"mlflow-{MLFLOW_CHART[2]}.tgz",
+    }
+
+
+def helm_check(directory: Path, charts_dir: Path, namespace: str) -> tuple[list[str], str]:
+    """Both charts rendered with `helm template` and our values, every object validated
+    strictly; where helm or a pinned chart is not here, the one line that says so."""
+    helm = shutil.which("helm")
+    archives = chart_archives(charts_dir)
+    skipped = "helm template: not run ({}); the values were checked against the charts' schemas"
+    if helm is None:
+        return [], skipped.format("no `helm` on PATH")
+    missing = [path.name for path in archives.values() if not path.exists()]
+    if missing:
+        pull = (
+            f"`helm pull {AIRFLOW_CHART[0]} --version {AIRFLOW_CHART[2]}` and "
+            f"`helm pull {MLFLOW_CHART[0]} --version {MLFLOW_CHART[2]}` with `-d {charts_dir}`"
+        )
+        return [], skipped.format(f"no {', '.join(missing)} in {charts_dir}: {pull}")
+    problems: list[str] = []
+    objects = 0
+    for chart, archive in archives.items():
+        values = directory / "values" / f"{chart}.yaml"
+        command = [
+            helm,
+            "template",
+            chart,
+            str(archive),
+            "--namespace",
+            namespace,
+            "-f",
+            str(values),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            problems.append(f"helm template {archive.name}: {done.stderr.strip()[-2000:]}")
+            continue
+        for document in yaml.safe_load_all(done.stdout):
+            if not document:
+                continue
+            objects += 1
+            try:
+                kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                where = ".".join(str(part) for part in error.path) or "(top level)"
+                name = f"{document.get('kind')}/{document.get('metadata', {}).get('name')}"
+                problems.append(f"{archive.name}: {name}: {where}: {error.message}")
+    return problems, (
+        f"helm template: {objects} objects rendered from both charts, each valid Kubernetes "
+        f"{KUBERNETES_VERSION}"
+    )
+
+
 def _write_secrets(path: Path | None) -> int:
     import os
 
@@ -649,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dir", type=Path, default=DEPLOY, help="the deploy folder to check")
     parser.add_argument(
+        "--charts",
+        type=Path,
+        default=CHARTS_DIR,
+        help="where `helm pull` saved the pinned charts, for `helm template`",
+    )
+    parser.add_argument(
         "--secrets",
         action="store_true",
         help="write the Secrets the values reference (owner-only, outside git) and stop",
@@ -666,6 +732,10 @@ def main(argv: list[str] | None = None) -> int:
         for relative in write(args.dir, rendered):
             print(f"wrote deploy/{relative}")
     problems = check(args.dir, rendered)
+    namespace = Cluster.load(args.dir / "cluster.toml").namespace
+    helm_problems, helm_line = helm_check(args.dir, args.charts, namespace)
+    problems += helm_problems
+    print(helm_line)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
