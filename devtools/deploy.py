@@ -363,7 +363,11 @@ def serving_manifests(cluster: Cluster, project: Project, tag: str) -> list[dict
     tasks dial (H2OPS_SERVING_URL). Ready only while a version is served (/ping), as locally."""
     labels = {"app.kubernetes.io/name": SERVING, "app.kubernetes.io/part-of": "h2ops"}
     metadata = {"name": SERVING, "namespace": cluster.namespace, "labels": labels}
-    environment = {"MLFLOW_TRACKING_URI": mlflow_url(cluster), **REGISTRY_CLIENT_ENVIRONMENT}
+    # The tasks' client environment (one builder), and the registry client's patience.
+    environment = {
+        **task_environment(cluster, project, mlflow_url(cluster)),
+        **REGISTRY_CLIENT_ENVIRONMENT,
+    }
     container = {
         "name": "serving",
         "image": f"{cluster.image_repository}:{tag}",
