@@ -20,12 +20,14 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
+from services.engine.errors import StackError
+
 SETTINGS_FILE = Path("deploy") / "airflow_settings.yaml"
 # What an Airflow connection in JSON may hold (Airflow reads AIRFLOW_CONN_* as JSON or a URI).
 CONNECTION_FIELDS = ("conn_type", "host", "login", "password", "schema", "port", "extra")
 
 
-class AirflowSettingsError(ValueError):
+class AirflowSettingsError(StackError):
     """The file, or a reference in it, is wrong: the message says where and what to do."""
 
 
@@ -85,8 +87,31 @@ def resolved(environment: Mapping[str, str], values: Mapping[str, str]) -> dict[
     return {name: Template(text).substitute(values) for name, text in environment.items()}
 
 
-def local_environment(root: Path) -> dict[str, str]:
-    """What `up` gives Airflow: the file's connections and variables, references filled from
-    `.env` and the environment (which wins, as in the stack's own settings)."""
+def _values(root: Path) -> dict[str, str]:
+    """What a reference may name: `.env`, then the environment (which wins, as in settings)."""
     values = {k: v for k, v in dotenv_values(root / ".env").items() if v is not None}
-    return resolved(AirflowSettings.read(root).environment(), {**values, **os.environ})
+    return {**values, **os.environ}
+
+
+def local_environment(root: Path) -> dict[str, str]:
+    """What `up` gives Airflow: the file's connections and variables with their references
+    filled. One that cannot be filled (or a broken file) is left out here, so `down` and
+    `status` still work; `unresolved` makes `up` refuse to start Airflow without it."""
+    try:
+        declared = AirflowSettings.read(root).environment()
+    except AirflowSettingsError:
+        return {}
+    values = _values(root)
+    return resolved(
+        {name: text for name, text in declared.items() if set(references(text)) <= set(values)},
+        values,
+    )
+
+
+def unresolved(root: Path) -> str | None:
+    """Why Airflow must not start: the file is broken, or a reference in it is not set."""
+    try:
+        resolved(AirflowSettings.read(root).environment(), _values(root))
+    except AirflowSettingsError as error:
+        return str(error)
+    return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.airflow import main, preload
-from services.airflow.project_settings import local_environment
+from services.airflow.project_settings import local_environment, unresolved
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, venv_bin, write_private
 from services.engine.records import Health, HealthProbe, Program, Service
@@ -186,7 +186,7 @@ def declare(plan: StackPlan) -> Service:
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
         requires=metadata_requires(settings),
-        refuse=lambda: misplaced_metadata(settings, layout),
+        refuse=lambda: misplaced_metadata(settings, layout) or unresolved(plan.root),
         # The simple auth manager logs in only through its own form (a token it sets itself);
         # its one way around the form, `simple_auth_manager_all_admins`, turns logins off.
         ui=url,

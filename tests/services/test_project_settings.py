@@ -11,8 +11,9 @@ import pytest
 
 from devtools.deploy import Cluster, Project, airflow_values
 from devtools.deploy_secrets import secret_manifests
-from services.airflow.project_settings import SETTINGS_FILE, AirflowSettingsError
+from services.airflow.project_settings import SETTINGS_FILE
 from services.airflow.service import declare
+from services.engine.records import Service
 from services.plan import StackPlan
 from services.settings import REPO_ROOT, StackSettings
 
@@ -34,7 +35,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _airflow_env(root: Path) -> dict[str, str]:
+def _airflow(root: Path) -> Service:
     settings = StackSettings(
         s3_access_key="access",
         s3_secret_key="secret",
@@ -44,7 +45,11 @@ def _airflow_env(root: Path) -> dict[str, str]:
         state_dir=root / "state",
         s3_backend="rclone",
     )
-    return declare(StackPlan.of(settings, root)).programs[0].environment
+    return declare(StackPlan.of(settings, root))
+
+
+def _airflow_env(root: Path) -> dict[str, str]:
+    return _airflow(root).programs[0].environment
 
 
 def test_the_local_stack_gets_them_with_the_reference_filled(
@@ -62,10 +67,19 @@ def test_the_local_stack_gets_them_with_the_reference_filled(
     assert "AIRFLOW_CONN_AWS_DEFAULT" in env  # the stack's own stays
 
 
-def test_a_missing_reference_is_named(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_reference_stops_up_by_name_but_not_down(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("WEATHER_API_TOKEN", raising=False)
-    with pytest.raises(AirflowSettingsError, match="refers to WEATHER_API_TOKEN"):
-        _airflow_env(root)
+    airflow = _airflow(root)  # `down` and `status` declare the services too: no error here
+    assert "AIRFLOW_CONN_WEATHER_API" not in airflow.programs[0].environment
+    assert airflow.programs[0].environment["AIRFLOW_VAR_TILE_SIZE"] == "256"
+    assert airflow.refuse is not None
+    assert "refers to WEATHER_API_TOKEN" in (airflow.refuse() or "")
+    # The value may come from .env too, as every setting can.
+    (root / ".env").write_text("WEATHER_API_TOKEN=from-dotenv\n")
+    env = _airflow_env(root)
+    assert json.loads(env["AIRFLOW_CONN_WEATHER_API"])["password"] == "from-dotenv"
 
 
 def test_the_cluster_gets_them_inline_or_from_the_settings_secret(root: Path) -> None:
