@@ -101,7 +101,7 @@ def secret_manifests(
     data: dict[str, dict[str, str]] = {}
     missing = []
     try:
-        project = resolved(by_reference, environ)
+        project = resolved(by_reference, environ, "in the environment")
     except AirflowSettingsError as error:
         raise MissingValuesError(f"{error}; nothing was written") from None
     if project:

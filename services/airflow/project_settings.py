@@ -74,15 +74,19 @@ def references(text: str) -> list[str]:
     return Template(text).get_identifiers()
 
 
-def resolved(environment: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
+def resolved(
+    environment: Mapping[str, str],
+    values: Mapping[str, str],
+    where: str = "in the environment or in .env",
+) -> dict[str, str]:
     """`environment` with every `${NAME}` replaced from `values`; a missing one is an error."""
     missing = sorted(
         {name for text in environment.values() for name in references(text)} - set(values)
     )
     if missing:
         raise AirflowSettingsError(
-            f"{SETTINGS_FILE} refers to {', '.join(missing)}: set them in the environment or "
-            "in .env (a secret is never written into that file)"
+            f"{SETTINGS_FILE} refers to {', '.join(missing)}: set them {where} "
+            "(a secret is never written into that file)"
         )
     return {name: Template(text).substitute(values) for name, text in environment.items()}
 
