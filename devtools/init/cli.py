@@ -134,12 +134,22 @@ def _init(args: argparse.Namespace, stream: IO[str] | None) -> int:
     write_changes(root, changes)
     if any(path.endswith("pyproject.toml") for path in changes):
         update_lock(root)
+    for relative in render_deploy(root):
+        console.print(f"re-rendered deploy/{relative}")
     console.print(
         "[green]Done.[/green] Next: `nox -s test` (it syncs .venv to the new names first), "
         "`git status` to review, then commit. If the stack is running, `nox -s restart` so "
         "Airflow and Jupyter import the renamed package."
     )
     return 0
+
+
+def render_deploy(root: Path) -> list[str]:
+    """deploy/ follows the new names and code (package, requirements, image tag), so the
+    renamed project's own deploy check passes; the files it rewrote."""
+    from devtools import deploy
+
+    return deploy.write(root / "deploy", deploy.render(root))
 
 
 def _answers(

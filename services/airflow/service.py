@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.airflow import main, preload
+from services.airflow.project_settings import local_environment, unresolved
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, venv_bin, write_private
 from services.engine.records import Health, HealthProbe, Program, Service
@@ -57,13 +58,23 @@ def aws_connection(plan: StackPlan) -> dict[str, str]:
     if not plan.object_store:
         return {}
     settings = plan.settings
+    endpoint = plan.url(settings.s3_port)
+    connection = aws_connection_json(
+        settings.s3_access_key, settings.s3_secret_key, endpoint, REGION
+    )
+    return {"AIRFLOW_CONN_AWS_DEFAULT": connection}
+
+
+def aws_connection_json(access_key: str, secret_key: str, endpoint: str, region: str) -> str:
+    """`aws_default` as Airflow reads it from AIRFLOW_CONN_AWS_DEFAULT: one shape for the local
+    stack and for the cluster's S3 Secret (devtools/deploy_secrets.py)."""
     connection = {
         "conn_type": "aws",
-        "login": settings.s3_access_key,
-        "password": settings.s3_secret_key,
-        "extra": {"endpoint_url": plan.url(settings.s3_port), "region_name": REGION},
+        "login": access_key,
+        "password": secret_key,
+        "extra": {"endpoint_url": endpoint, "region_name": region},
     }
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+    return json.dumps(connection)
 
 
 def airflow_environment(plan: StackPlan) -> dict[str, str]:
@@ -131,7 +142,8 @@ def airflow_environment(plan: StackPlan) -> dict[str, str]:
 def declare(plan: StackPlan) -> Service:
     settings, layout = plan.settings, plan.layout
     home = layout.service_dir("airflow")
-    environment = airflow_environment(plan)
+    # The project's own connections and variables (deploy/airflow_settings.yaml) on top.
+    environment = {**airflow_environment(plan), **local_environment(plan.root)}
     socket = layout.socket("airflow-preload")
     if settings.airflow_preload:
         client = [sys.executable, "-m", preload.__name__, "run", str(socket)]
@@ -174,7 +186,7 @@ def declare(plan: StackPlan) -> Service:
         probe=all_components_healthy(f"{url}/api/v2/monitor/health"),
         ports={"H2OPS_AIRFLOW_PORT": settings.airflow_port},
         requires=metadata_requires(settings),
-        refuse=lambda: misplaced_metadata(settings, layout),
+        refuse=lambda: misplaced_metadata(settings, layout) or unresolved(plan.root),
         # The simple auth manager logs in only through its own form (a token it sets itself);
         # its one way around the form, `simple_auth_manager_all_admins`, turns logins off.
         ui=url,

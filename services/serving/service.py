@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from services.plan import StackPlan
 
 
+# A registry that does not answer is asked again on the next poll, not retried for minutes
+# inside one (MLflow's client defaults: 7 retries, 120 s timeout); the cluster's too (deploy/).
+REGISTRY_CLIENT_ENVIRONMENT = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def declare(plan: StackPlan) -> Service:
     settings = plan.settings
     home = plan.layout.service_dir("serving")
@@ -46,12 +54,7 @@ def declare(plan: StackPlan) -> Service:
                     "--models-dir",
                     str(home / "models"),
                 ],
-                # A registry that does not answer is asked again on the next poll, not retried
-                # for minutes inside one (MLflow's client defaults: 7 retries, 120 s timeout).
-                environment={
-                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-                },
+                environment=REGISTRY_CLIENT_ENVIRONMENT,
                 directory=home,
             )
         ],

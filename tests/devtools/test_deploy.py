@@ -14,8 +14,9 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from devtools.deploy import DEPLOY, check, render
+from devtools.deploy import BAKED_PATHS, DEPLOY, Project, check, image_tag, render
 from devtools.testing import RunningStack, StackRun, poll_until, s3_client
+from services.port_forwarding import mlflow_allowed_hosts
 from services.settings import REPO_ROOT
 from services.workspace import CLIENT_ENV_FILE
 
@@ -37,6 +38,75 @@ def test_the_image_installs_exactly_the_locked_packages() -> None:
     assert "--hash=sha256:" in requirements
     assert "--no-deps --require-hashes -r /opt/h2ops/requirements.txt" in dockerfile
     assert dockerfile.splitlines()[2].startswith("FROM apache/airflow:3.3.2-python3.12")
+    # The preinstalled providers and the locked packages must fit together, or no image.
+    assert "&& pip check" in dockerfile
+
+
+def test_the_image_tag_changes_with_one_line_of_a_dag(tmp_path: Path) -> None:
+    for baked in BAKED_PATHS:
+        (tmp_path / baked).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (REPO_ROOT / baked).is_dir() else shutil.copy
+        copy(REPO_ROOT / baked, tmp_path / baked)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    requirements = (DEPLOY / "requirements.txt").read_text()
+    before = image_tag(tmp_path, "0.1.0", dockerfile, requirements)
+    assert before == image_tag(tmp_path, "0.1.0", dockerfile, requirements)
+    dag = sorted((tmp_path / "project" / "dags").glob("*.py"))[0]
+    dag.write_text(dag.read_text() + "# one more line\n")
+    after = image_tag(tmp_path, "0.1.0", dockerfile, requirements)
+    assert after != before
+    assert after.startswith("0.1.0-")
+    # The Dockerfile and the locked requirements are baked in too.
+    assert image_tag(tmp_path, "0.1.0", dockerfile + "\n", requirements) != after
+    assert image_tag(tmp_path, "0.1.0", dockerfile, requirements + "\n") != after
+
+
+def test_the_committed_values_use_the_image_tag_of_the_committed_files() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    requirements = (DEPLOY / "requirements.txt").read_text()
+    tag = image_tag(REPO_ROOT, Project.read().project_version, dockerfile, requirements)
+    for chart in ("airflow", "mlflow"):
+        assert f"tag: {tag}\n" in (DEPLOY / "values" / f"{chart}.yaml").read_text()
+
+
+def test_mlflow_on_the_cluster_accepts_a_port_forwarded_browser_and_the_service() -> None:
+    values = yaml.safe_load((DEPLOY / "values" / "mlflow.yaml").read_text())
+    allowed = values["server"]["value_options"]["allowed_hosts"].split(",")
+    # The local stack's own patterns, so `kubectl port-forward svc/h2ops-mlflow 5050:5000` works.
+    assert set(mlflow_allowed_hosts(5000, {})) <= set(allowed)
+    assert {"localhost:*", "127.0.0.1:*"} <= set(allowed)
+    assert "h2ops-mlflow.h2ops.svc.cluster.local:5000" in allowed
+
+
+def test_the_champion_is_served_on_the_cluster_by_the_local_stack_s_server() -> None:
+    from services.serving import server
+    from services.settings import StackSettings
+
+    deployment, service = yaml.safe_load_all((DEPLOY / "k8s" / "serving.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[:3] == ["python", "-m", server.__name__]
+    defaults = StackSettings.model_validate({"airflow_jwt_secret": "unused"})
+    assert args[args.index("--model") + 1] == defaults.serving_model
+    assert args[args.index("--alias") + 1] == defaults.serving_alias
+    env = {entry["name"]: entry["value"] for entry in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://h2ops-mlflow.h2ops.svc.cluster.local:5000"
+    assert container["image"].endswith(":" + deployment_tag())
+    # Tasks reach it where H2OPS_SERVING_URL says.
+    airflow = yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())
+    serving_url = {entry["name"]: entry["value"] for entry in airflow["env"]}["H2OPS_SERVING_URL"]
+    port = service["spec"]["ports"][0]["port"]
+    assert serving_url == f"http://{service['metadata']['name']}.h2ops.svc.cluster.local:{port}"
+
+
+def deployment_tag() -> str:
+    return yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())["defaultAirflowTag"]
+
+
+def test_the_cluster_creates_no_default_user() -> None:
+    values = yaml.safe_load((DEPLOY / "values" / "airflow.yaml").read_text())
+    assert values["webserver"]["defaultUser"]["enabled"] is False
+    assert "createUserJob" not in values
 
 
 def _break(directory: Path, relative: str, old: str, new: str) -> None:
@@ -81,6 +151,18 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
             "mlflow.yaml: env AWS_SECRET_ACCESS_KEY is a secret written inline",
         ),
         (
+            "values/airflow.yaml",
+            "webserver:\n  defaultUser:\n    enabled: false",
+            "webserver:\n  defaultUser:\n    enabled: true",
+            "airflow.yaml: webserver.defaultUser.enabled is not false: the chart would create",
+        ),
+        (
+            "values/mlflow.yaml",
+            "migrations:\n  enabled: true",
+            "migrations:\n  enabled: 'yes'",
+            "mlflow.yaml: migrations.enabled: 'yes' is not of type 'boolean'",
+        ),
+        (
             "k8s/namespace.yaml",
             "  labels:",
             "  labelz:",
@@ -93,6 +175,8 @@ def _break(directory: Path, relative: str, old: str, new: str) -> None:
         "own-postgres-type",
         "port-type",
         "secret-inline-env",
+        "default-user",
+        "mlflow-migrations",
         "k8s-field",
     ],
 )
@@ -137,12 +221,16 @@ def _pod_environment(
     environment = {
         entry["name"]: local.get(entry["name"], entry["value"]) for entry in values["env"]
     }
+    # The Secrets' values: the stack's keys, and `aws_default` (through which remote task logs
+    # go) as `up` defines it, the shape `--secrets` writes for the cluster.
+    secrets = {
+        **stack_env,
+        "AIRFLOW_CONN_AWS_DEFAULT": dotenv_values(client_env)["AIRFLOW_CONN_AWS_DEFAULT"] or "",
+    }
     for entry in values["secret"]:
-        environment[entry["envName"]] = stack_env[entry["envName"]]
+        environment[entry["envName"]] = secrets[entry["envName"]]
     return {
         **environment,
-        # Remote task logs go through `aws_default`: here the local S3, as `up` defines it.
-        "AIRFLOW_CONN_AWS_DEFAULT": dotenv_values(client_env)["AIRFLOW_CONN_AWS_DEFAULT"] or "",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "project" / "dags"),

@@ -99,6 +99,13 @@ def assert_lint_clean_and_locked(copy: Path) -> None:
     _run([*uv_command(), "lock", "--check", "--offline", "--python", sys.executable], cwd=copy)
 
 
+def assert_deploy_current(copy: Path) -> None:
+    """What tests/devtools/test_deploy.py checks of the committed deploy/, in the copy."""
+    from devtools.deploy import check, render
+
+    assert check(copy / "deploy", render(copy)) == []
+
+
 def s3_backend(copy: Path) -> str | None:
     settings = tomllib.loads((copy / "pyproject.toml").read_text())
     return settings.get("tool", {}).get("h2ops", {}).get("s3_backend")
@@ -128,6 +135,7 @@ def test_rename_keeps_the_example_working_and_a_second_run_changes_nothing(
     settings = load_settings(copy)  # the stack reads the committed choices
     assert (settings.s3_backend, settings.database) == ("none", "postgres")
     assert_project_tests_pass(copy)
+    assert_deploy_current(copy)
 
     before = read_files(copy)
     again = init(copy, "--yes", "--name", NAME, "--object-store", "none", "--database", "postgres")
@@ -199,6 +207,7 @@ def test_no_examples_leaves_skeletons_whose_tests_pass(
     assert s3_backend(copy) == store
     assert_lint_clean_and_locked(copy)
     assert_project_tests_pass(copy)
+    assert_deploy_current(copy)
     again = init(copy, "--yes", "--name", NAME, "--no-examples", "--dags", dags, *store_args)
     assert "Nothing to do" in again.stderr
 
