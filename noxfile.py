@@ -167,7 +167,7 @@ def package_model(session: nox.Session) -> None:
 
 @nox.session
 def deploy(session: nox.Session) -> None:
-    """Render deploy/ (image, Helm values) from the stack's settings; `-- --check` only checks."""
+    """Render deploy/ from the stack's settings; `-- --check` checks, `-- --secrets` writes Secrets."""
     _synced(session, "-m", "devtools.deploy")
 
 
