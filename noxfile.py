@@ -167,7 +167,7 @@ def package_model(session: nox.Session) -> None:
 
 @nox.session
 def deploy(session: nox.Session) -> None:
-    """Render deploy/ from the stack's settings; `-- --check` checks, `-- --secrets` writes Secrets."""
+    """Render deploy/ from the settings; `-- --check` checks, `-- --secrets` writes Secrets."""
     _synced(session, "-m", "devtools.deploy")
 
 
