@@ -85,12 +85,15 @@ def trained(stack: RunningStack) -> Trained:
             return [run_id for run_id, state in states() if state == "success"]
 
         if not succeeded():
+            # The shared stack may hold other tests' runs, failed ones too: wait for this one.
             assert poll_until(lambda: api.get(f"/dags/{TRAINING_DAG}").is_success, 120, 2)
-            api.post(f"/dags/{TRAINING_DAG}/dagRuns", json={"logical_date": None})
-            finished = lambda: any(state in ("success", "failed") for _, state in states())  # noqa: E731
-            assert poll_until(finished, TRAINING_TIMEOUT, 3)
+            response = api.post(f"/dags/{TRAINING_DAG}/dagRuns", json={"logical_date": None})
+            assert response.is_success, response.text
+            ours = response.json()["dag_run_id"]
+            finished = lambda: dict(states()).get(ours) in ("success", "failed")  # noqa: E731
+            assert poll_until(finished, TRAINING_TIMEOUT, 3), f"{ours} did not finish"
         runs = succeeded()
-        assert runs, f"{TRAINING_DAG} did not succeed"
+        assert runs, f"{TRAINING_DAG} did not succeed: {states()}"
     from mlflow import MlflowClient
 
     client = MlflowClient(stack.mlflow_url)
