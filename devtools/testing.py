@@ -215,7 +215,7 @@ def stop_cleanly(run: StackRun) -> None:
         )
 
 
-def running(run: StackRun) -> Iterator[RunningStack]:
+def running(run: StackRun) -> Generator[RunningStack]:
     """Bring `run` up, yield it, and stop it whatever happens; a stop that is not clean fails."""
     try:
         run.up()
@@ -240,19 +240,44 @@ def traversable_base(prefix: str) -> Path:
     return base
 
 
-def _shared_stack(name: str, extra_env: dict[str, str]) -> Iterator[RunningStack]:
-    base = traversable_base(name)
+# The shared session stacks, in the order their users run (see pytest_collection_modifyitems):
+# each starts with its first user and stops right after its last, so the tests that need none
+# run beside no idle stack, and at most one idles beside the rest.
+SHARED_STACKS = ("stack", "stack_on_postgres", "stack_without_object_store")
+_running_shared: dict[str, StackRun] = {}
+_last_user: dict[str, str] = {}  # shared stack -> node id of the last test that uses it
+
+
+def _shared_stack(fixture: str, prefix: str, extra_env: dict[str, str]) -> Iterator[RunningStack]:
+    base = traversable_base(prefix)
+    run = StackRun(base, extra_env=extra_env)
+    lifetime = running(run)
     try:
-        yield from running(StackRun(base, extra_env=extra_env))
+        running_stack = next(lifetime)
+        _running_shared[fixture] = run
+        yield running_stack
+        _running_shared.pop(fixture, None)
+        lifetime.close()  # stop_cleanly: fails the session if the stop is not clean
     finally:
+        _running_shared.pop(fixture, None)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def shared_stacks_of(item: pytest.Item) -> set[str]:
+    """The shared stacks a test uses: by fixture, or as the parameter of one (`any_stack`)."""
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names |= {value for value in callspec.params.values() if isinstance(value, str)}
+    names = {"stack" if name == "stack_on_sqlite" else name for name in names}
+    return names & set(SHARED_STACKS)
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
     """The whole default stack (metadata in SQLite), up once for the test session and shared by
     every test that reads from it. A test that kills part of it asks for `disturbed_stack`."""
-    yield from _shared_stack("stack", {"H2OPS_DATABASE": "sqlite"})
+    yield from _shared_stack("stack", "stack", {"H2OPS_DATABASE": "sqlite"})
 
 
 @pytest.fixture(scope="session")
@@ -266,13 +291,15 @@ def stack_on_postgres() -> Iterator[RunningStack]:
     """The whole stack with its metadata in PostgreSQL, for the checks where the database
     matters (unavailable where no server is installed)."""
     require_postgres()
-    yield from _shared_stack("stack-postgres", {"H2OPS_DATABASE": "postgres"})
+    yield from _shared_stack("stack_on_postgres", "stack-postgres", {"H2OPS_DATABASE": "postgres"})
 
 
 @pytest.fixture(scope="session")
 def stack_without_object_store() -> Iterator[RunningStack]:
     """The stack with H2OPS_S3_BACKEND=none: local artifacts and a file:// data store."""
-    yield from _shared_stack("stack-none", {"H2OPS_S3_BACKEND": "none"})
+    yield from _shared_stack(
+        "stack_without_object_store", "stack-none", {"H2OPS_S3_BACKEND": "none"}
+    )
 
 
 def _all_fine(run: StackRun) -> bool:
@@ -299,14 +326,36 @@ def disturbed_stack(stack: RunningStack) -> Iterator[RunningStack]:
 # -- the suite's rules --------------------------------------------------------------------------
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for a fixture that starts processes, or runs end to end, is a `stack`
-    test."""
+    test. Then the order: tests that need no shared stack first, then the users of each shared
+    stack in turn (stable, so files and pytest's own grouping keep their order)."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         starts = names & PROCESS_FIXTURES or item.get_closest_marker("e2e") is not None
         if starts and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
+
+    def turn(item: pytest.Item) -> int:
+        used = shared_stacks_of(item)
+        return 1 + min(SHARED_STACKS.index(name) for name in used) if used else 0
+
+    items.sort(key=turn)
+    _last_user.clear()
+    for item in items:
+        for name in shared_stacks_of(item):
+            _last_user[name] = item.nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """After the last test of a shared stack, stop it (its fixture checks the stop was clean
+    at the end of the session)."""
+    yield
+    for name, last in list(_last_user.items()):
+        if last == item.nodeid and name in _running_shared:
+            _running_shared.pop(name).down()
 
 
 class _ProcessStarted(Exception):

@@ -110,3 +110,40 @@ def test_an_allowed_skip_stays_a_skip_under_ci(
     suite.makepyfile(test_skips=SKIPS)
     result = suite.runpytest_inprocess("-p", "no:randomly")
     result.assert_outcomes(skipped=1, failed=1, xfailed=1)
+
+
+SHARED_STACK_USERS = """
+import pytest
+
+@pytest.fixture(scope="session")
+def stack():  # stands in for the shared stack: only the name matters to the order
+    return "the default stack"
+
+@pytest.fixture(scope="session")
+def stack_on_postgres():
+    return "the postgres stack"
+
+def test_first_in_the_file(stack_on_postgres):
+    pass
+
+def test_second_in_the_file(stack):
+    pass
+
+def test_third_in_the_file():
+    pass
+"""
+
+
+def test_tests_without_a_shared_stack_run_first_then_each_stacks_users_in_turn(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_order=SHARED_STACK_USERS)
+    result = suite.runpytest_inprocess("-p", "no:randomly", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_third_in_the_file PASSED*",
+            "*test_second_in_the_file PASSED*",
+            "*test_first_in_the_file PASSED*",
+        ]
+    )
