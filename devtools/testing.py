@@ -240,7 +240,7 @@ def traversable_base(prefix: str) -> Path:
     return base
 
 
-# The shared session stacks, in the order their users run (see pytest_collection_modifyitems):
+# The shared session stacks, in the order their users run (see pytest_collection_modifyitems_order):
 # each starts with its first user and stops right after its last, so the tests that need none
 # run beside no idle stack, and at most one idles beside the rest.
 SHARED_STACKS = ("stack", "stack_on_postgres", "stack_without_object_store")
@@ -326,16 +326,21 @@ def disturbed_stack(stack: RunningStack) -> Iterator[RunningStack]:
 # -- the suite's rules --------------------------------------------------------------------------
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for a fixture that starts processes, or runs end to end, is a `stack`
-    test. Then the order: tests that need no shared stack first, then the users of each shared
-    stack in turn (stable, so files and pytest's own grouping keep their order)."""
+    test. First of all hooks: `-m "not stack"` deselects by these markers."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         starts = names & PROCESS_FIXTURES or item.get_closest_marker("e2e") is not None
         if starts and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_order(items: list[pytest.Item]) -> None:
+    """Tests that need no shared stack first, then the users of each shared stack in turn
+    (stable, so files and pytest's own grouping keep their order)."""
 
     def turn(item: pytest.Item) -> int:
         used = shared_stacks_of(item)
