@@ -96,8 +96,11 @@ def clean(session: nox.Session) -> None:
 
 @nox.session
 def test(session: nox.Session) -> None:
-    """Run the tests on real services (`-- -m "not e2e"` skips the end-to-end run)."""
-    _synced(session, "-m", "pytest")
+    """Run the tests on real services (`-- -m "not e2e"` skips the end-to-end run).
+
+    Two workers (pytest-xdist): the users of each shared stack stay together in one, other
+    tests run beside them. `-- -n 0` runs them in this process (for a debugger)."""
+    _synced(session, "-m", "pytest", "--numprocesses", "2", "--dist", "loadgroup")
 
 
 @nox.session
