@@ -329,18 +329,19 @@ def disturbed_stack(stack: RunningStack) -> Iterator[RunningStack]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for a fixture that starts processes, or runs end to end, is a `stack`
-    test. First of all hooks: `-m "not stack"` deselects by these markers. The users of one
-    shared stack form one xdist group, so `--dist loadgroup` runs them in one worker, on one
-    stack, while other tests run beside them."""
+    test. First of all hooks: `-m "not stack"` deselects by these markers.
+
+    Then the xdist groups (`--dist loadgroup` keeps a group in one worker): the users of a
+    shared stack form one, so it starts once; any other test goes with its module, whose
+    fixtures (a module's own stack, a model it registered) it shares."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         starts = names & PROCESS_FIXTURES or item.get_closest_marker("e2e") is not None
         if starts and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
         used = shared_stacks_of(item)
-        if used:
-            first = min(used, key=SHARED_STACKS.index)
-            item.add_marker(pytest.mark.xdist_group(first))
+        group = min(used, key=SHARED_STACKS.index) if used else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")

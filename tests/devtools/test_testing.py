@@ -153,12 +153,11 @@ def test_not_stack_deselects_the_users_of_process_fixtures_and_e2e_tests(
     suite: pytest.Pytester,
 ) -> None:
     """The markers exist before `-m` selects: the stack-free tier runs none of these."""
-    suite.makeini(
-        "[pytest]\nmarkers =\n    stack: starts processes\n    e2e: end to end\n"
-    )
+    suite.makeini("[pytest]\nmarkers =\n    stack: starts processes\n    e2e: end to end\n")
     suite.makepyfile(test_order=SHARED_STACK_USERS)
-    suite.makepyfile(test_walk_end_to_end="import pytest\n\n@pytest.mark.e2e\ndef test_walk():\n    pass\n")
+    suite.makepyfile(
+        test_walk_end_to_end="import pytest\n\n@pytest.mark.e2e\ndef test_walk():\n    pass\n"
+    )
     result = suite.runpytest_inprocess("-p", "no:randomly", "-v", "-m", "not stack")
     result.assert_outcomes(passed=1, deselected=3)
     result.stdout.fnmatch_lines(["*test_third_in_the_file PASSED*"])
-
