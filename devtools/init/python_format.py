@@ -16,7 +16,7 @@ def formatted(files: Files, paths: list[str], root: Path) -> Files:
     is called directly: one Python start-up per file cost more than the formatting.
     """
     try:
-        from ruff import find_ruff_bin
+        from ruff import find_ruff_bin  # type: ignore[import-untyped]
 
         ruff = find_ruff_bin()
     except (ImportError, FileNotFoundError):
