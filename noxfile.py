@@ -162,6 +162,13 @@ def bench(session: nox.Session) -> None:
     _synced(session, "-m", "devtools.bench")
 
 
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Hours of work: `-- --minutes N` runs of the example pipeline, one a minute; reports
+    memory per program, failed runs and the state dir's growth; writes JSON."""
+    _synced(session, "-m", "devtools.soak")
+
+
 @nox.session(name="package-model")
 def package_model(session: nox.Session) -> None:
     """Bundle a model to serve elsewhere: `-- [MODEL@ALIAS] [--output DIR]` (default: served)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import psutil
@@ -33,6 +34,7 @@ from services.bootstrap import sync_command
 from services.engine.layout import tail, venv_bin
 from services.engine.processes import poll_until, stop_groups
 from services.engine.supervisor import marked_processes
+from services.plan import StatusReport
 from services.settings import REPO_ROOT
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
@@ -226,7 +228,13 @@ def _timed(action: Callable[[], object]) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def pss_by_program(run: StackRun) -> dict[str, float]:
+class Reporting(Protocol):
+    """A stack `status --json` can be asked of: a StackRun, or the user's running stack."""
+
+    def status(self) -> StatusReport: ...
+
+
+def pss_by_program(run: Reporting) -> dict[str, float]:
     """Where the memory goes: each supervised program with its children.
 
     Airflow's components are forks of the airflow-preload program, not children of their own
@@ -252,20 +260,25 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
     return {name: round(pss_mb(family), 1) for name, family in families.items()}
 
 
+def airflow_client(report: StatusReport) -> httpx.Client:
+    """An HTTP client of the stack's Airflow, logged in as its user (a token for a day)."""
+    client = httpx.Client(base_url=report.service("airflow").url, timeout=30)
+    credentials = report.credentials
+    response = client.post(
+        "/auth/token",
+        json={
+            "username": credentials["airflow_username"],
+            "password": credentials["airflow_password"],
+        },
+    )
+    response.raise_for_status()
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return client
+
+
 def training_to_inference(run: StackRun) -> float | None:
     """Seconds from triggering `example_training` to `example_inference` finishing."""
-    report = run.status()
-    url = report.service("airflow").url
-    credentials = report.credentials
-    with httpx.Client(base_url=url, timeout=30) as client:
-        token = client.post(
-            "/auth/token",
-            json={
-                "username": credentials["airflow_username"],
-                "password": credentials["airflow_password"],
-            },
-        ).json()["access_token"]
-        client.headers["Authorization"] = f"Bearer {token}"
+    with airflow_client(run.status()) as client:
 
         def dag_ids() -> set[str]:
             return {d["dag_id"] for d in client.get("/api/v2/dags").json().get("dags", [])}
