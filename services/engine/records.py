@@ -57,6 +57,17 @@ class Program:
 
 
 @dataclass(frozen=True)
+class Prunable:
+    """Files a service writes and never deletes (e.g. a log per task try): those matching
+    `pattern` under `folder` and older than `days` are deleted by the stack, on `up` and hourly
+    while it runs (services/engine/housekeeping.py), then the folders they leave empty."""
+
+    folder: Path
+    days: float
+    pattern: str = "*"
+
+
+@dataclass(frozen=True)
 class Service:
     """A user-facing service: one or more programs that are healthy together or not at all."""
 
@@ -82,6 +93,8 @@ class Service:
     # What the service's own tools need when run outside the stack (a shell, an editor, a
     # kernel), beyond the plan's client environment: e.g. a CLI's configuration.
     client_environment: dict[str, str] = field(default_factory=dict)
+    # What the stack deletes once old enough, so the state dir does not grow without bound.
+    prunable: tuple[Prunable, ...] = ()
 
     @property
     def program_names(self) -> list[str]:
