@@ -276,6 +276,21 @@ def airflow_client(report: StatusReport) -> httpx.Client:
     return client
 
 
+def steady_pss_by_program(
+    run: Reporting, samples: int = 5, interval: float = 2.0
+) -> dict[str, float]:
+    """Each program's smallest `pss_by_program` over a few samples: a program's steady size,
+    without the children that come and go (the DAG processor forks one per parse every 10 s,
+    which would make a single sample a matter of luck)."""
+    taken = []
+    for sample in range(samples):
+        if sample:
+            time.sleep(interval)
+        taken.append(pss_by_program(run))
+    names = {name for memory in taken for name in memory}
+    return {name: min(m[name] for m in taken if name in m) for name in sorted(names)}
+
+
 def training_to_inference(run: StackRun) -> float | None:
     """Seconds from triggering `example_training` to `example_inference` finishing."""
     with airflow_client(run.status()) as client:

@@ -3,9 +3,9 @@
 It triggers `example_training` once a minute for N minutes (each run's champion update triggers
 `example_inference`; a minute whose previous training still runs is skipped, as a schedule with
 one active run at most and no catch-up would) and measures what a laptop left running for days
-suffers from: the memory (PSS) of each program, counted as the bench counts it, at the start,
-after a warm-up (ten minutes) and at the end, each time with no run going; failed runs; and how
-much the state dir grew, by top-level folder.
+suffers from: the memory (PSS) of each program, counted as the bench counts it (the smallest of
+five samples), at the start, after a warm-up (ten minutes) and at the end, each time with no run
+going; failed runs; and how much the state dir grew, by top-level folder.
 
 By default it starts a stack of its own, in a temporary state dir on free ports, and stops and
 deletes it afterwards, so the figures do not depend on what a user's stack holds; `--running`
@@ -38,7 +38,7 @@ from devtools.bench import (
     airflow_client,
     console,
     machine,
-    pss_by_program,
+    steady_pss_by_program,
     wait_until,
 )
 from devtools.bench import _commit as commit_of
@@ -102,7 +102,7 @@ def _allocated(path: Path) -> int:
 
 
 def snapshot(stack: Reporting, state_dir: Path, minute: float) -> dict[str, Any]:
-    memory = pss_by_program(stack)
+    memory = steady_pss_by_program(stack)
     return {
         "minute": round(minute, 1),
         "pss_by_program_mb": memory,
