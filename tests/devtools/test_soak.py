@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from devtools import soak
+from devtools.docs import soak_markdown
 
 
 def test_disk_usage_counts_what_is_on_disk_by_top_level_folder(tmp_path: Path) -> None:
@@ -83,3 +85,22 @@ def test_minutes_must_be_a_whole_number(value: str, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         soak.main(["--minutes", value])
     assert f"{value!r} is not a whole number of minutes >= 1" in capsys.readouterr().err
+
+
+def test_the_performance_page_shows_the_newest_soak(tmp_path: Path) -> None:
+    older = report(270.0, {"success": 60}) | {"commit": "aaaaaaa", "when": "2026-01-01"}
+    newer = report(300.0, {"success": 59, "failed": 1}) | {
+        "commit": "bbbbbbb",
+        "when": "2026-02-01",
+    }
+    newer["problems"] = soak.verdict(newer)
+    (tmp_path / "soak-2026-01-01-aaaaaaa.json").write_text(json.dumps(older))
+    (tmp_path / "soak-2026-02-01-bbbbbbb.json").write_text(json.dumps(newer))
+
+    page = soak_markdown(tmp_path)
+
+    assert "commit `bbbbbbb`" in page and "aaaaaaa" not in page
+    assert "| airflow-scheduler | 200.0 | 250.0 | 300.0 | +20.0% |" in page
+    assert "`example_training`: 59 success, 1 failed" in page
+    assert "Missed: example_training: runs not successful: {'failed': 1}" in page
+    assert "No soak run is committed yet" in soak_markdown(tmp_path / "none")
