@@ -1,4 +1,4 @@
-"""Deletes what services declare prunable (`Prunable`: e.g. Airflow's task logs) once it is old
+"""Deletes what services declare prunable (`Prunable`: e.g. a log per task try) once it is old
 enough, so a stack kept up for weeks does not fill its disk.
 
 `up` prunes once; while the stack runs, supervisord runs this module as an event listener
@@ -38,7 +38,7 @@ def prune(rules: Iterable[Prunable], now: float | None = None) -> Pruned:
     then the folders under its folder that this left empty. Symlinks are never followed.
 
     A folder is removed only if it is empty and either this pass emptied it or it is itself
-    older than the age: a folder Airflow has just made for a new log is left alone.
+    older than the age: a folder a service has just made for a new file is left alone.
     """
     now = time.time() if now is None else now
     done = Pruned()
