@@ -14,11 +14,21 @@ import pytest
 from supervisor.events import getEventNameByType
 from supervisor.options import ServerOptions
 
+from devtools.harness import free_ports
 from services.catalog import declare_services
 from services.engine import housekeeping
 from services.engine.housekeeping import Pruned, prune
-from services.engine.records import Program, Prunable, Service
-from services.engine.supervisor import LOG_BACKUPS, STACK_MARKER, render_config
+from services.engine.layout import StateLayout
+from services.engine.processes import poll_until
+from services.engine.records import Program, Prunable, Service, http_ok
+from services.engine.stack import Stack
+from services.engine.status import ProgramState
+from services.engine.supervisor import (
+    LOG_BACKUPS,
+    STACK_MARKER,
+    marked_processes,
+    render_config,
+)
 from services.plan import StackPlan
 from services.settings import SettingsError, StackSettings, load_settings
 
@@ -148,3 +158,31 @@ def test_retention_setting_rejects_a_bad_value_by_name(
     monkeypatch.setenv("H2OPS_TASK_LOG_RETENTION_DAYS", "0")
     with pytest.raises(SettingsError, match=r"H2OPS_TASK_LOG_RETENTION_DAYS.*'0'.*from 1 to 3650"):
         load_settings(tmp_path)
+
+
+@pytest.mark.stack  # real supervisord and a stand-in service
+def test_the_engine_prunes_for_any_service_that_declares_it(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    url = f"http://127.0.0.1:{port}"
+    files = task_logs(tmp_path / "toy-logs")
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    toy = Service(
+        name="toy",
+        title="Toy",
+        programs=[Program("toy", server)],
+        url=url,
+        probe=http_ok(url),
+        prunable=(Prunable(tmp_path / "toy-logs", 7, "*.log"),),
+    )
+    engine = Stack(StateLayout(tmp_path / "state"), [toy], {}, "127.0.0.1", 10, tmp_path)
+    try:
+        assert engine.up() == {"toy": "started"}
+        assert not files["old"].exists() and files["new"].exists()
+
+        def listener() -> ProgramState:
+            return engine.supervisor.states()[housekeeping.LISTENER].state
+
+        assert poll_until(lambda: listener() is ProgramState.RUNNING, 10), listener()
+    finally:
+        engine.down()
+    assert marked_processes(engine.layout.root) == [], "down stops the listener too"
