@@ -199,7 +199,18 @@ def soak_markdown(folder: Path = BENCH_DIR) -> str:
     totals = [str(snapshots[key]["pss_total_mb"]) for key in moments]
     lines.append("| total | " + " | ".join(totals) + " | |")
     runs_line = "; ".join(
-        f"`{dag}`: " + ", ".join(f"{n} {state}" for state, n in counts["states"].items())
+        f"`{dag}`: "
+        + ", ".join(f"{n} {state}" for state, n in counts["states"].items())
+        + (
+            f", {len(counts['tasks_retried'])} task(s) retried"
+            if counts.get("tasks_retried")
+            else ""
+        )
+        + (
+            f", {counts['minutes_skipped']} minute(s) skipped"
+            if counts.get("minutes_skipped")
+            else ""
+        )
         for dag, counts in results["runs"].items()
     )
     before, after = (snapshots[key]["state_dir_bytes"] for key in (moments[0], moments[-1]))

@@ -185,13 +185,13 @@ class Airflow:
     def active(self, since: str, dags: tuple[str, ...] = (TRAINING, INFERENCE)) -> bool:
         return any(run["state"] in ACTIVE for dag in dags for run in self.runs(dag, since))
 
-    def failed_tasks(self, dag: str, run_id: str) -> list[str]:
-        tasks = self.call("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances")
-        return [
-            f"{t['task_id']}: {t['state']} (try {t['try_number']})"
-            for t in tasks["task_instances"]
-            if t["state"] != "success"
-        ]
+    def tasks(self, dag: str, run_id: str) -> list[dict[str, Any]]:
+        found = self.call("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances")
+        return list(found["task_instances"])
+
+
+def task_line(task: dict[str, Any]) -> str:
+    return f"{task['task_id']}: {task['state']} (try {task['try_number']})"
 
 
 def soak(
@@ -266,6 +266,7 @@ def soak(
             for r in runs
             if r["state"] == "success" and r.get("start_date") and r.get("end_date")
         ]
+        tasks = {r["dag_run_id"]: airflow.tasks(dag, r["dag_run_id"]) for r in runs}
         results["runs"][dag] = {
             "states": states,
             "median_duration_s": (
@@ -274,9 +275,21 @@ def soak(
                 else None
             ),
             "not_successful": [
-                {"run_id": r["dag_run_id"], "tasks": airflow.failed_tasks(dag, r["dag_run_id"])}
+                {
+                    "run_id": r["dag_run_id"],
+                    "tasks": [
+                        task_line(t) for t in tasks[r["dag_run_id"]] if t["state"] != "success"
+                    ],
+                }
                 for r in runs
                 if r["state"] != "success"
+            ],
+            # A run can succeed only thanks to a task's retry: no failure, but worth knowing.
+            "tasks_retried": [
+                f"{run_id} {task_line(t)}"
+                for run_id, found in tasks.items()
+                for t in found
+                if (t.get("try_number") or 0) > 1
             ],
         }
     results["runs"][TRAINING]["trigger_errors"] = trigger_errors
@@ -342,7 +355,12 @@ def print_report(results: dict[str, Any]) -> None:
         )
     console.print(usage)
     for dag, counts in results["runs"].items():
-        console.print(f"{dag}: {counts['states']}, median {counts['median_duration_s']} s per run")
+        skipped, retried = counts.get("minutes_skipped"), counts.get("tasks_retried")
+        console.print(
+            f"{dag}: {counts['states']}, median {counts['median_duration_s']} s per run"
+            + (f", {skipped} minute(s) skipped while the last run went on" if skipped else "")
+            + (f", {len(retried)} task(s) retried" if retried else "")
+        )
 
 
 def positive(value: str) -> int:

@@ -51,7 +51,13 @@ def report(scheduler_at_end: float, training: dict[str, int]) -> dict[str, Any]:
         "settings": {"minutes": 60},
         "snapshots": snapshots,
         "runs": {
-            soak.TRAINING: {"states": training, "median_duration_s": 40.0, "trigger_errors": 0},
+            soak.TRAINING: {
+                "states": training,
+                "median_duration_s": 40.0,
+                "trigger_errors": 0,
+                "minutes_skipped": 12,
+                "tasks_retried": ["manual__1 generate: success (try 2)"],
+            },
             soak.INFERENCE: {"states": {"success": 58}, "median_duration_s": 20.0},
         },
     }
@@ -70,6 +76,7 @@ def test_a_steady_soak_passes_and_growth_is_judged_after_the_warm_up(
     soak.print_report(steady)
     printed = capsys.readouterr().err
     assert "airflow-scheduler" in printed and "+8.0%" in printed and "total" in printed
+    assert "12 minute(s) skipped while the last run went on, 1 task(s) retried" in printed
 
 
 def test_a_failed_run_or_a_growing_program_fails_the_soak() -> None:
@@ -101,6 +108,6 @@ def test_the_performance_page_shows_the_newest_soak(tmp_path: Path) -> None:
 
     assert "commit `bbbbbbb`" in page and "aaaaaaa" not in page
     assert "| airflow-scheduler | 200.0 | 250.0 | 300.0 | +20.0% |" in page
-    assert "`example_training`: 59 success, 1 failed" in page
+    assert "`example_training`: 59 success, 1 failed, 1 task(s) retried, 12 minute(s)" in page
     assert "Missed: example_training: runs not successful: {'failed': 1}" in page
     assert "No soak run is committed yet" in soak_markdown(tmp_path / "none")
