@@ -164,8 +164,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """Hours of work: `-- --minutes N` runs of the example pipeline, one a minute; reports
-    memory per program, failed runs and the state dir's growth; writes JSON."""
+    """Example pipeline once a minute for `-- --minutes N`: memory, failed runs, disk; writes JSON.
+
+    On a stack of its own (`-- --running`: the one `up` started); exits 1 if a run failed or a
+    program grew more than 10 % after the first ten minutes."""
     _synced(session, "-m", "devtools.soak")
 
 
