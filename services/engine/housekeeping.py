@@ -4,6 +4,10 @@ enough, so a stack kept up for weeks does not fill its disk.
 `up` prunes once; while the stack runs, supervisord runs this module as an event listener
 woken by its hourly TICK_3600 event (supervisord's own timer: no extra scheduler, no loop of
 ours that could drift or die silently; a crash is restarted like any program).
+
+The listener idles all day, so it imports the standard library only: supervisor's
+`childutils` (its client side of the same three-line protocol) and the engine's records
+(httpx) would triple its memory, to about 24 MB.
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from supervisor import childutils
-
-from services.engine.records import Prunable
-
 LISTENER = "h2ops-housekeeping"  # its name in supervisord's config
 EVENT = "TICK_3600"
+
+
+@dataclass(frozen=True)
+class Prunable:
+    """Files a service writes and never deletes (e.g. a log per task try): those matching
+    `pattern` under `folder` and older than `days` are deleted by the stack, on `up` and hourly
+    while it runs, then the folders they leave empty. A service declares them in its record
+    (`Service.prunable`)."""
+
+    folder: Path
+    days: float
+    pattern: str = "*"
 
 
 @dataclass
@@ -88,9 +100,17 @@ def decode(argument: str) -> list[Prunable]:
 
 
 def listen(rules: list[Prunable]) -> None:
-    """supervisord's event-listener protocol on stdin/stdout; what it did goes to stderr."""
+    """supervisord's event-listener protocol on stdin/stdout: say READY, read a header line
+    (`key:value` pairs, `len` the payload's length) and the payload, answer `RESULT 2\\nOK`.
+    What it did goes to stderr."""
     while True:
-        headers, _payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:  # supervisord closed our stdin: it is stopping
+            return
+        headers = dict(pair.split(":", 1) for pair in line.split())
+        sys.stdin.read(int(headers["len"]))
         if headers.get("eventname") == EVENT:
             done = prune(rules)
             if done.files or done.folders:
@@ -100,7 +120,8 @@ def listen(rules: list[Prunable]) -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-        childutils.listener.ok(sys.stdout)
+        sys.stdout.write("RESULT 2\nOK")
+        sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> None:

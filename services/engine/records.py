@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from services.engine.housekeeping import Prunable  # a service declares them
+
 
 @dataclass(frozen=True)
 class Health:
@@ -54,17 +56,6 @@ class Program:
     def executables(self) -> tuple[str, ...]:
         """Every executable this program needs on disk: its command's first word, and `runs`."""
         return (self.command[0], *self.runs)
-
-
-@dataclass(frozen=True)
-class Prunable:
-    """Files a service writes and never deletes (e.g. a log per task try): those matching
-    `pattern` under `folder` and older than `days` are deleted by the stack, on `up` and hourly
-    while it runs (services/engine/housekeeping.py), then the folders they leave empty."""
-
-    folder: Path
-    days: float
-    pattern: str = "*"
 
 
 @dataclass(frozen=True)

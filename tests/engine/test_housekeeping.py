@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from supervisor.events import getEventNameByType
 from supervisor.options import ServerOptions
@@ -98,6 +99,8 @@ def test_the_listener_prunes_on_supervisords_hourly_tick(tmp_path: Path) -> None
     assert listener.stdin and listener.stdout and listener.stderr
     try:
         assert listener.stdout.readline() == "READY\n"
+        idle = psutil.Process(listener.pid).memory_full_info().pss
+        assert idle < 16 * 2**20, f"it idles all day: {idle / 2**20:.0f} MB is too much"
         for event in ("PROCESS_STATE_RUNNING", housekeeping.EVENT):
             payload = "when:3600"
             listener.stdin.write(
