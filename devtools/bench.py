@@ -79,10 +79,10 @@ def idle_figures(processes: Callable[[], list[psutil.Process]], seconds: float) 
     }
 
 
-def wait_until(check: Callable[[], bool], limit: float, what: str) -> float:
+def wait_until(check: Callable[[], bool], limit: float, what: str, interval: float = 0.2) -> float:
     """Seconds until `check` says yes; TimeoutError after `limit`."""
     started = time.monotonic()
-    if not poll_until(check, limit, interval=0.2):
+    if not poll_until(check, limit, interval=interval):
         raise TimeoutError(f"{what} not ready within {limit:.0f} s")
     return time.monotonic() - started
 

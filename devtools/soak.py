@@ -51,6 +51,7 @@ GROWTH_LIMIT = 0.10  # after the warm-up, a program may grow by this fraction at
 ACTIVE = {"queued", "running"}
 DRAIN_LIMIT = 900.0  # after the last trigger, runs still going have this long to finish
 TRIES = 6
+POLL = 5.0  # seconds between asking Airflow whether runs still go: the soak must not load it
 QUIET_LIMIT = 300.0  # the warm-up figure waits this long at most for the runs to finish
 
 
@@ -211,6 +212,7 @@ def soak(
         ),
         300,
         "the example DAGs",
+        POLL,
     )
     for dag in (TRAINING, INFERENCE):
         airflow.call("PATCH", f"/api/v2/dags/{dag}", json={"is_paused": False})
@@ -229,7 +231,7 @@ def soak(
             # Measured once no run is going, as at the start and the end (a running task's
             # processes count in the scheduler's family); minutes spent waiting are skipped.
             try:
-                wait_until(lambda: not airflow.active(since), QUIET_LIMIT, "a quiet moment")
+                wait_until(lambda: not airflow.active(since), QUIET_LIMIT, "a quiet moment", POLL)
             except TimeoutError as error:
                 console.print(f"[red]{error}: measured while runs go on[/red]")
             results["snapshots"]["warmup"] = snapshot(stack, state_dir, minute())
@@ -251,7 +253,7 @@ def soak(
             continue
         console.print(f"minute {number + 1}/{minutes}: triggered")
     try:
-        wait_until(lambda: not airflow.active(since), DRAIN_LIMIT, "the last runs")
+        wait_until(lambda: not airflow.active(since), DRAIN_LIMIT, "the last runs", POLL)
     except TimeoutError as error:
         console.print(f"[red]{error}[/red]")
     results["snapshots"]["end"] = snapshot(stack, state_dir, minute())
