@@ -162,6 +162,15 @@ def bench(session: nox.Session) -> None:
     _synced(session, "-m", "devtools.bench")
 
 
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Example pipeline once a minute for `-- --minutes N`: memory, failed runs, disk; writes JSON.
+
+    On a stack of its own (`-- --running`: the one `up` started); exits 1 if a run failed or a
+    program grew more than 10 % after the first ten minutes."""
+    _synced(session, "-m", "devtools.soak")
+
+
 @nox.session(name="package-model")
 def package_model(session: nox.Session) -> None:
     """Bundle a model to serve elsewhere: `-- [MODEL@ALIAS] [--output DIR]` (default: served)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import psutil
@@ -33,6 +34,7 @@ from services.bootstrap import sync_command
 from services.engine.layout import tail, venv_bin
 from services.engine.processes import poll_until, stop_groups
 from services.engine.supervisor import marked_processes
+from services.plan import StatusReport
 from services.settings import REPO_ROOT
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
@@ -77,10 +79,10 @@ def idle_figures(processes: Callable[[], list[psutil.Process]], seconds: float) 
     }
 
 
-def wait_until(check: Callable[[], bool], limit: float, what: str) -> float:
+def wait_until(check: Callable[[], bool], limit: float, what: str, interval: float = 0.2) -> float:
     """Seconds until `check` says yes; TimeoutError after `limit`."""
     started = time.monotonic()
-    if not poll_until(check, limit, interval=0.2):
+    if not poll_until(check, limit, interval=interval):
         raise TimeoutError(f"{what} not ready within {limit:.0f} s")
     return time.monotonic() - started
 
@@ -226,7 +228,13 @@ def _timed(action: Callable[[], object]) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def pss_by_program(run: StackRun) -> dict[str, float]:
+class Reporting(Protocol):
+    """A stack `status --json` can be asked of: a StackRun, or the user's running stack."""
+
+    def status(self) -> StatusReport: ...
+
+
+def pss_by_program(run: Reporting) -> dict[str, float]:
     """Where the memory goes: each supervised program with its children.
 
     Airflow's components are forks of the airflow-preload program, not children of their own
@@ -252,20 +260,40 @@ def pss_by_program(run: StackRun) -> dict[str, float]:
     return {name: round(pss_mb(family), 1) for name, family in families.items()}
 
 
+def airflow_client(report: StatusReport) -> httpx.Client:
+    """An HTTP client of the stack's Airflow, logged in as its user (a token for a day)."""
+    client = httpx.Client(base_url=report.service("airflow").url, timeout=30)
+    credentials = report.credentials
+    response = client.post(
+        "/auth/token",
+        json={
+            "username": credentials["airflow_username"],
+            "password": credentials["airflow_password"],
+        },
+    )
+    response.raise_for_status()
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return client
+
+
+def steady_pss_by_program(
+    run: Reporting, samples: int = 5, interval: float = 2.0
+) -> dict[str, float]:
+    """Each program's smallest `pss_by_program` over a few samples: a program's steady size,
+    without the children that come and go (the DAG processor forks one per parse every 10 s,
+    which would make a single sample a matter of luck)."""
+    taken = []
+    for sample in range(samples):
+        if sample:
+            time.sleep(interval)
+        taken.append(pss_by_program(run))
+    names = {name for memory in taken for name in memory}
+    return {name: min(m[name] for m in taken if name in m) for name in sorted(names)}
+
+
 def training_to_inference(run: StackRun) -> float | None:
     """Seconds from triggering `example_training` to `example_inference` finishing."""
-    report = run.status()
-    url = report.service("airflow").url
-    credentials = report.credentials
-    with httpx.Client(base_url=url, timeout=30) as client:
-        token = client.post(
-            "/auth/token",
-            json={
-                "username": credentials["airflow_username"],
-                "password": credentials["airflow_password"],
-            },
-        ).json()["access_token"]
-        client.headers["Authorization"] = f"Bearer {token}"
+    with airflow_client(run.status()) as client:
 
         def dag_ids() -> set[str]:
             return {d["dag_id"] for d in client.get("/api/v2/dags").json().get("dags", [])}

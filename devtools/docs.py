@@ -168,11 +168,73 @@ def performance_markdown(folder: Path = BENCH_DIR) -> str:
     return "\n".join(lines)
 
 
+def soak_markdown(folder: Path = BENCH_DIR) -> str:
+    """The newest committed soak: memory per program over the hour, runs, state dir growth."""
+    runs = sorted(folder.glob("soak-*.json"))
+    if not runs:
+        return "No soak run is committed yet: run `nox -s soak` and copy its JSON to docs/bench/."
+    results = json.loads(runs[-1].read_text())
+    snapshots = results["snapshots"]
+    moments = [key for key in ("start", "warmup", "end") if key in snapshots]
+    growth = results.get("growth_after_warmup", {})
+    lines = [
+        f"From `docs/bench/{runs[-1].name}`: commit `{results.get('commit')}`, "
+        f"{results.get('when')}, {results.get('machine', {}).get('summary')}; "
+        f"{results['settings']['minutes']} minutes.",
+        "",
+        "| Program, PSS MB | "
+        + " | ".join(f"{key} (minute {snapshots[key]['minute']})" for key in moments)
+        + " | after the warm-up |",
+        "| --- |" + " --- |" * (len(moments) + 1),
+    ]
+    programs = sorted({name for key in moments for name in snapshots[key]["pss_by_program_mb"]})
+    for name in programs:
+        cells = [str(snapshots[key]["pss_by_program_mb"].get(name, "")) for key in moments]
+        change = growth.get(name)
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {'' if change is None else f'{change:+.1%}'} |"
+        )
+    totals = [str(snapshots[key]["pss_total_mb"]) for key in moments]
+    lines.append("| total | " + " | ".join(totals) + " | |")
+    runs_line = "; ".join(
+        f"`{dag}`: "
+        + ", ".join(f"{n} {state}" for state, n in counts["states"].items())
+        + (
+            f", {len(counts['tasks_retried'])} task(s) retried"
+            if counts.get("tasks_retried")
+            else ""
+        )
+        + (
+            f", {counts['minutes_skipped']} minute(s) skipped"
+            if counts.get("minutes_skipped")
+            else ""
+        )
+        for dag, counts in results["runs"].items()
+    )
+    before, after = (snapshots[key]["state_dir_bytes"] for key in (moments[0], moments[-1]))
+    grown = ", ".join(
+        f"{name} {(after.get(name, 0) - before.get(name, 0)) / 2**20:+.1f} MB"
+        for name in sorted(after)
+        if name != "total" and abs(after.get(name, 0) - before.get(name, 0)) >= 2**20 / 10
+    )
+    lines += [
+        "",
+        f"Runs: {runs_line}. The state dir grew by "
+        f"{(after['total'] - before['total']) / 2**20:.1f} MB" + (f" ({grown})." if grown else "."),
+    ]
+    problems = results.get("problems") or []
+    lines.append("Missed: " + "; ".join(problems) + "." if problems else "No goal missed.")
+    return "\n".join(lines)
+
+
 GENERATORS = {
     "settings": settings_markdown,
     "sessions": sessions_markdown,
     "services": services_markdown,
     "performance": performance_markdown,
+    "soak": soak_markdown,
 }
 
 

@@ -112,6 +112,14 @@ class StackSettings(BaseSettings):
     ready_timeout: float = Field(
         180.0, gt=0, description="Seconds a service may take to become healthy."
     )
+    # Airflow writes a log file per task try and never deletes one: a stack kept up for weeks
+    # would fill the disk with them. The stack deletes those older than this, hourly and on `up`.
+    task_log_retention_days: int = Field(
+        14,
+        ge=1,
+        le=3650,
+        description="Days Airflow's task logs are kept; older ones are deleted by the stack.",
+    )
     # Each LocalExecutor worker is a process that holds about 50 MB while idle. Unset: 2 on
     # SQLite (one writer at a time), 4 on PostgreSQL (concurrent writers).
     airflow_parallelism: int | None = Field(

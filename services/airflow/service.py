@@ -19,7 +19,7 @@ from services.airflow import main, preload
 from services.airflow.project_settings import local_environment, unresolved
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, venv_bin, write_private
-from services.engine.records import Health, HealthProbe, Program, Service
+from services.engine.records import Health, HealthProbe, Program, Prunable, Service
 from services.postgres.metadata import (
     metadata_requires,
     metadata_url,
@@ -194,6 +194,8 @@ def declare(plan: StackPlan) -> Service:
         prepare=lambda: prepare_home(
             settings, layout, environment, layout.log_file("airflow-migrate")
         ),
+        # A file per task try (and the DAG processor's per day), which Airflow never deletes.
+        prunable=(Prunable(home / "logs", settings.task_log_retention_days, "*.log"),),
         # `airflow dags list`, `dag.test()` in an editor: the same home, database and DAGs.
         client_environment={k: v for k, v in environment.items() if k not in PROGRAM_ONLY},
     )

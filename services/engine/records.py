@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from services.engine.housekeeping import Prunable  # a service declares them
+
 
 @dataclass(frozen=True)
 class Health:
@@ -82,6 +84,8 @@ class Service:
     # What the service's own tools need when run outside the stack (a shell, an editor, a
     # kernel), beyond the plan's client environment: e.g. a CLI's configuration.
     client_environment: dict[str, str] = field(default_factory=dict)
+    # What the stack deletes once old enough, so the state dir does not grow without bound.
+    prunable: tuple[Prunable, ...] = ()
 
     @property
     def program_names(self) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from services.engine.errors import StackError
+from services.engine.housekeeping import prune
 from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
 from services.engine.processes import poll_until
@@ -192,8 +193,11 @@ class Stack:
         if taken:
             raise PortTaken(taken)
         every_program = [p for s in self.services for p in s.programs]
+        prunable = [rule for s in self.services for rule in s.prunable]
+        prune(prunable)  # what aged while the stack was down; the listener does it hourly
         environment = self.program_environment
-        self.supervisor.apply(render_config(self.layout, every_program, environment), environment)
+        config = render_config(self.layout, every_program, environment, prunable)
+        self.supervisor.apply(config, environment)
 
         try:
             with (

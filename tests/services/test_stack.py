@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from botocore.exceptions import ClientError
 
 from devtools.testing import STATUS_POLL_SECONDS, RunningStack, poll_until, s3_client
 from services.airflow.preload import program_of
-from services.engine.status import ServiceStatus
+from services.engine import housekeeping
+from services.engine.layout import StateLayout
+from services.engine.status import ProgramState, ServiceStatus
+from services.engine.supervisor import Supervisor
 from services.mlflow.app import UI_DEFAULTS
 
 pytestmark = pytest.mark.stack
@@ -63,12 +67,25 @@ def test_status_reports_every_service_healthy(stack: RunningStack) -> None:
 
 
 def test_up_again_leaves_running_services_alone(stack: RunningStack) -> None:
+    """... but prunes what aged meanwhile: a task log older than the retention goes, a new one
+    stays; the hourly housekeeping listener runs beside the services."""
+    layout = StateLayout(Path(stack.state_dir))
+    run_folder = layout.service_dir("airflow") / "logs" / "dag_id=old" / "run_id=manual__old"
+    run_folder.mkdir(parents=True)
+    aged, fresh = run_folder / "attempt=1.log", run_folder / "attempt=2.log"
+    aged.write_text("an old task's log")
+    fresh.write_text("a recent task's log")
+    fifteen_days_ago = time.time() - 15 * 86400
+    os.utime(aged, (fifteen_days_ago, fifteen_days_ago))
     before = {s.name: s.pid for s in stack.run.status().services}
     result = stack.run.up()
     for name in before:
         assert f"{name} already running" in result.stderr, result.stderr
     after = {s.name: s.pid for s in stack.run.status().services}
     assert after == before
+    assert not aged.exists() and fresh.exists()
+    listener = Supervisor(layout).states()[housekeeping.LISTENER]
+    assert listener.state is ProgramState.RUNNING, listener
 
 
 def test_s3_put_get_with_generated_keys_and_refuses_wrong_ones(stack: RunningStack) -> None:
