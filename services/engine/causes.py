@@ -39,6 +39,11 @@ def is_full(path: Path) -> bool:
     return usage.free < min(FULL_BELOW_BYTES, FULL_BELOW_SHARE * usage.total)
 
 
+def full_line(path: Path) -> str:
+    """e.g. "state dir's filesystem is full: 0.9 MB free of 600 MB"; empty when it is not."""
+    return f"state dir's filesystem is full: {space_line(path)}" if is_full(path) else ""
+
+
 def _mb(amount: int) -> str:
     return f"{amount / MB:.1f} MB" if amount < 10 * MB else f"{amount / MB:.0f} MB"
 
@@ -50,8 +55,8 @@ def death_cause(log: Path, state_dir: Path, fallback: str = "") -> str:
     last line of its log that names an error; else `fallback` (supervisord's words)."""
     lines = tail(log, LOG_LINES)
     logged = any(sign in line.lower() for line in lines for sign in FULL_DISK_SIGNS)
-    if is_full(state_dir):
-        return f"state dir's filesystem is full: {space_line(state_dir)}"
+    if full := full_line(state_dir):
+        return full
     if logged:
         return f"state dir's filesystem was full (now {space_line(state_dir)})"
     for line in reversed(lines):

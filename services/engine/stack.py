@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from services.engine.causes import death_cause
+from services.engine.causes import death_cause, full_line
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
@@ -255,6 +255,9 @@ class Stack:
         """What runs, and whether each service's own health answer says healthy."""
         states = self.supervisor.states()
         retries = read_record(self.layout.retries) if states else {}
+        # A full state dir is named beside any service that is not healthy: its programs may
+        # be crashing and restarting, or their health answer stale, rather than FATAL.
+        full = full_line(self.layout.root) if states else ""
         entries = []
         with httpx.Client(timeout=PROBE_TIMEOUT) as client:
             for service in self.services:
@@ -268,13 +271,16 @@ class Stack:
                     if running
                     else Health(False, _why_not_running(programs, state))
                 )
+                detail = health.detail
+                if full and not health.healthy and state is not ServiceState.STOPPED:
+                    detail = detail if full in detail else f"{detail}; {full}"
                 entries.append(
                     ServiceStatus(
                         name=service.name,
                         title=service.title,
                         state=state,
                         healthy=health.healthy,
-                        detail=health.detail,
+                        detail=detail,
                         url=service.url,
                         pid=programs[0].pid,
                         ports=service.ports,
@@ -419,11 +425,12 @@ class Bringup:
 
 def _why_not_running(programs: list[ProgramStatus], state: ServiceState) -> str:
     """One line: which program failed and why, and whether it is being retried."""
-    for program in programs:
-        if program.state is ProgramState.FATAL or program.retrying:
-            words = [f"{program.name} {program.state.value.lower()}"]
-            words += [part for part in (program.cause, program.retry_line(time.time())) if part]
-            return "; ".join(words)
+    failing = [p for p in programs if p.state is ProgramState.FATAL or p.retrying]
+    failing += [p for p in programs if p.cause and p not in failing]
+    for program in failing:
+        words = [f"{program.name} {program.state.value.lower()}"]
+        words += [part for part in (program.cause, program.retry_line(time.time())) if part]
+        return "; ".join(words)
     return state.value
 
 

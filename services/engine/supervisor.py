@@ -101,6 +101,7 @@ def render_config(
         "autorestart=true",
         "stopasgroup=true",
         "killasgroup=true",
+        "stdout_logfile=NONE",  # its stdout is the event protocol
         f"stderr_logfile={_quote(str(layout.log_file(LISTENER)))}",
         "stderr_logfile_maxbytes=1MB",
         "stderr_logfile_backups=1",
