@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from services.engine.layout import write_private
+
 # The program's name in supervisord; `status` and `down` leave it out of what they list.
 LISTENER = "h2ops-rearm"
 EVENTS = ("PROCESS_STATE_FATAL", "PROCESS_STATE_RUNNING", "PROCESS_STATE_STOPPED", "TICK_5")
@@ -74,17 +76,10 @@ class Record:
     def __init__(self, path: Path) -> None:
         self.fd: int | None = None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        except OSError as error:
-            print(f"{LISTENER}: no record at {path}: {error}", file=sys.stderr)
-            return
-        try:
-            os.posix_fallocate(fd, 0, RECORD_BYTES)
+            write_private(path, "{}".ljust(RECORD_BYTES))  # its blocks, allocated now
+            self.fd = os.open(path, os.O_RDWR)
         except OSError as error:  # a full disk already: keep going without a record
-            print(f"{LISTENER}: cannot allocate {path}: {error}", file=sys.stderr)
-            os.close(fd)
-            return
-        self.fd = fd
+            print(f"{LISTENER}: no record at {path}: {error}", file=sys.stderr)
 
     def write(self, retries: dict[str, Retry]) -> None:
         if self.fd is None:
