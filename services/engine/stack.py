@@ -427,11 +427,12 @@ def _why_not_running(programs: list[ProgramStatus], state: ServiceState) -> str:
     """One line: which program failed and why, and whether it is being retried."""
     failing = [p for p in programs if p.state is ProgramState.FATAL or p.retrying]
     failing += [p for p in programs if p.cause and p not in failing]
-    for program in failing:
-        words = [f"{program.name} {program.state.value.lower()}"]
-        words += [part for part in (program.cause, program.retry_line(time.time())) if part]
-        return "; ".join(words)
-    return state.value
+    if not failing:
+        return state.value
+    program = failing[0]
+    words = [f"{program.name} {program.state.value.lower()}"]
+    words += [part for part in (program.cause, program.retry_line(time.time())) if part]
+    return "; ".join(words)
 
 
 def _all_running(service: Service, states: dict[str, ProgramStatus]) -> bool:
