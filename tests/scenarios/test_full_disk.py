@@ -131,15 +131,20 @@ def test_a_full_disk_is_named_and_everything_comes_back_intact(
         fill(ballast)
         started = time.monotonic()
         report = poll_until(lambda: died_of_full_disk(run), FULL_SECONDS, STATUS_POLL_SECONDS)
-        assert report is not None, run.cli("status").stderr
-        failed = next(s for s in report.services if FULL in s.detail)
-        assert not failed.healthy and failed.state is not ServiceState.STOPPED, failed
-        assert re.search(rf"{FULL}\d+\.\d MB free of 168 MB", failed.detail), failed.detail
-        # A crash-looping program (PostgreSQL's) runs between its deaths: ask until the table
-        # catches one, as the JSON did.
-        table = poll_until(lambda: named_in_table(run), FULL_SECONDS, STATUS_POLL_SECONDS)
-        assert table is not None, run.cli("status").stderr
-        print(f"{failed.name} named as full after {time.monotonic() - started:.0f} s")
+        if report is None and database == "postgres":
+            # PostgreSQL writes into WAL segments it allocated before: its stack may ride out a
+            # full disk with nothing dying (seen in 1 of 3 runs); then it must be healthy.
+            assert all_healthy(run), run.cli("status").stderr
+        else:
+            assert report is not None, run.cli("status").stderr
+            failed = next(s for s in report.services if FULL in s.detail)
+            assert not failed.healthy and failed.state is not ServiceState.STOPPED, failed
+            assert re.search(rf"{FULL}\d+\.\d MB free of 168 MB", failed.detail), failed.detail
+            # A crash-looping program (PostgreSQL's) runs between its deaths: ask until the
+            # table catches one, as the JSON did.
+            table = poll_until(lambda: named_in_table(run), FULL_SECONDS, STATUS_POLL_SECONDS)
+            assert table is not None, run.cli("status").stderr
+            print(f"{failed.name} named as full after {time.monotonic() - started:.0f} s")
         doctor = run.cli("doctor", timeout=120)
         assert doctor.returncode == 1 and "would fail:" in doctor.stderr, doctor.stderr
         assert "disk" in doctor.stderr.split("would fail:")[1], doctor.stderr
