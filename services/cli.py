@@ -204,6 +204,13 @@ def _print_status(report: StatusReport) -> None:
                 state = "[cyan]waiting[/cyan]"
             if service.detail:
                 details.append(f"{service.title}: {service.detail}")
+        elif service.state is not ServiceState.STOPPED and service.detail != state:
+            # Which program failed and why, and whether it is retried, in one line.
+            details.append(f"{service.title} {state}: {service.detail}")
+            if service.retrying:
+                state = f"[yellow]{state}, retrying[/yellow]"
+            else:
+                state = f"[red]{state}[/red]"
         table.add_row(service.title, state, service.url, str(service.pid or ""))
     console.print(table)
     for line in details:  # under the table, unwrapped: versions, run ids, what it waits for

@@ -21,6 +21,7 @@ import psutil
 
 from services.bootstrap import locked_version, uv_command
 from services.catalog import declare_services
+from services.engine.causes import existing, space_line
 from services.engine.errors import StackError
 from services.engine.layout import UnsafeStateError
 from services.engine.ports import port_holder, port_is_free
@@ -126,14 +127,15 @@ def _memory(running: bool) -> Finding:
 
 
 def _disk(state_dir: Path) -> Finding:
-    existing = next(path for path in (state_dir, *state_dir.parents) if path.exists())
-    free = shutil.disk_usage(existing).free
+    """The free space of the state dir's filesystem: when it fills, programs die on it."""
+    where = existing(state_dir)
+    free = shutil.disk_usage(where).free
     return _against_limits(
         "disk",
         free,
-        f"{free / GIB:.1f} GiB free at {existing}",
-        (DISK_FAIL, "free space, or set H2OPS_STATE_DIR"),
-        (DISK_WARN, "runs, models and logs grow here"),
+        f"{space_line(where)} on the filesystem of {where}",
+        (DISK_FAIL, "free space, or set H2OPS_STATE_DIR to a larger filesystem"),
+        (DISK_WARN, "runs, models and logs grow here; programs die when it is full"),
     )
 
 

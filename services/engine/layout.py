@@ -94,6 +94,11 @@ class StateLayout:
         return self.socket("supervisor")
 
     @property
+    def retries(self) -> Path:
+        """What the re-arming listener is doing (rearm.py), for `status`."""
+        return self.root / "retries.json"
+
+    @property
     def socket_dir_record(self) -> Path:
         return self.root / SOCKET_DIR_RECORD
 

@@ -9,6 +9,7 @@ polls, so the other services keep starting meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import httpx
 
+from services.engine.causes import death_cause, full_line
 from services.engine.errors import StackError
 from services.engine.housekeeping import prune
 from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
 from services.engine.processes import poll_until
+from services.engine.rearm import LISTENER, Retry, read_record
 from services.engine.records import Declared, Health, Service, SwitchedOff
 from services.engine.status import (
     ProgramState,
@@ -226,7 +229,9 @@ class Stack:
         """Stop the named services (all when none are named); returns what was running."""
         names = list(names)
         states = self.supervisor.states()
-        running = [name for name, status in states.items() if status.state.active]
+        running = [
+            name for name, status in states.items() if status.state.active and name != LISTENER
+        ]
         if not names:
             self.supervisor.shutdown()
             stop_marked_processes(self.layout.root)  # anything that escaped its group
@@ -253,23 +258,33 @@ class Stack:
     def status(self) -> StackStatus:
         """What runs, and whether each service's own health answer says healthy."""
         states = self.supervisor.states()
+        retries = read_record(self.layout.retries) if states else {}
+        # A full state dir is named beside any service that is not healthy: its programs may
+        # be crashing and restarting, or their health answer stale, rather than FATAL.
+        full = full_line(self.layout.root) if states else ""
         entries = []
         with httpx.Client(timeout=PROBE_TIMEOUT) as client:
             for service in self.services:
                 programs = [
-                    states.get(p.name) or ProgramStatus(p.name, ProgramState.STOPPED)
-                    for p in service.programs
+                    self._explained(states.get(p.name), p.name, retries) for p in service.programs
                 ]
                 state = ServiceState.of(program.state for program in programs)
                 running = state is ServiceState.RUNNING
-                health = service.probe(client) if running else Health(False, state.value)
+                health = (
+                    service.probe(client)
+                    if running
+                    else Health(False, _why_not_running(programs, state))
+                )
+                detail = health.detail
+                if full and not health.healthy and state is not ServiceState.STOPPED:
+                    detail = detail if full in detail else f"{detail}; {full}"
                 entries.append(
                     ServiceStatus(
                         name=service.name,
                         title=service.title,
                         state=state,
                         healthy=health.healthy,
-                        detail=health.detail,
+                        detail=detail,
                         url=service.url,
                         pid=programs[0].pid,
                         ports=service.ports,
@@ -280,6 +295,26 @@ class Stack:
                     )
                 )
         return StackStatus(entries, str(self.layout.root))
+
+    def _explained(
+        self, status: ProgramStatus | None, name: str, retries: dict[str, Retry]
+    ) -> ProgramStatus:
+        """The program's status with why it is not running and whether it is being re-armed
+        (only for one that failed: a healthy status reads no log)."""
+        if status is None:
+            return ProgramStatus(name, ProgramState.STOPPED)
+        retry = retries.get(name)
+        if retry is not None and retry.running_since is not None:
+            retry = None  # its last attempt runs: re-armed, no longer retrying
+        if status.state in (ProgramState.RUNNING, ProgramState.STOPPED, ProgramState.STOPPING):
+            return status
+        cause = death_cause(self.layout.log_file(name), self.layout.root, status.description)
+        return dataclasses.replace(
+            status,
+            cause=cause,
+            attempt=retry.attempt if retry is not None else 0,
+            next_try=retry.next_try if retry is not None else None,
+        )
 
     def log_files(self, names: Iterable[str] = ()) -> list[Path]:
         return [
@@ -390,6 +425,18 @@ class Bringup:
                 item.service,
                 f"not healthy after {timeout:.0f} s (H2OPS_READY_TIMEOUT): {detail}",
             )
+
+
+def _why_not_running(programs: list[ProgramStatus], state: ServiceState) -> str:
+    """One line: which program failed and why, and whether it is being retried."""
+    failing = [p for p in programs if p.state is ProgramState.FATAL or p.retrying]
+    failing += [p for p in programs if p.cause and p not in failing]
+    if not failing:
+        return state.value
+    program = failing[0]
+    words = [f"{program.name} {program.state.value.lower()}"]
+    words += [part for part in (program.cause, program.retry_line(time.time())) if part]
+    return "; ".join(words)
 
 
 def _all_running(service: Service, states: dict[str, ProgramStatus]) -> bool:

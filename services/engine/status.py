@@ -57,13 +57,47 @@ class ProgramStatus:
     pid: int | None = None
     # supervisord's words for the state (why it stopped, its uptime): for messages, not JSON.
     description: str = field(default="", compare=False)
+    # Why it is not running, in one line (see causes.py); empty while it runs.
+    cause: str = field(default="", compare=False)
+    # The engine's re-arming (rearm.py) while supervisord has given up on it: which attempt,
+    # and when the next one is due (seconds since the epoch; None while the attempt runs).
+    attempt: int = field(default=0, compare=False)
+    next_try: float | None = field(default=None, compare=False)
+
+    @property
+    def retrying(self) -> bool:
+        return self.attempt > 0
+
+    def retry_line(self, now: float) -> str:
+        """e.g. "retrying: attempt 2 in 14 s"; empty when it is not being retried."""
+        if not self.retrying:
+            return ""
+        if self.next_try is None:
+            return f"retrying: attempt {self.attempt} is starting"
+        return f"retrying: attempt {self.attempt} in {max(0.0, self.next_try - now):.0f} s"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state.value, "pid": self.pid}
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "pid": self.pid,
+            "cause": self.cause,
+            "retrying": {"attempt": self.attempt, "next_try": self.next_try}
+            if self.retrying
+            else None,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProgramStatus:
-        return cls(data["name"], ProgramState.named(data["state"]), data["pid"])
+        retrying = data.get("retrying") or {}
+        return cls(
+            data["name"],
+            ProgramState.named(data["state"]),
+            data["pid"],
+            cause=data.get("cause", ""),
+            attempt=retrying.get("attempt", 0),
+            next_try=retrying.get("next_try"),
+        )
 
 
 class ServiceState(StrEnum):
@@ -146,6 +180,11 @@ class ServiceStatus:
 
     def program(self, name: str) -> ProgramStatus:
         return next(program for program in self.programs if program.name == name)
+
+    @property
+    def retrying(self) -> bool:
+        """One of its programs is being re-armed after supervisord gave up on it."""
+        return any(program.retrying for program in self.programs)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from services.engine import housekeeping
 from services.engine.errors import StackError
 from services.engine.layout import StateLayout, write_private
 from services.engine.processes import poll_until, stop_groups
+from services.engine.rearm import EVENTS, LISTENER
 from services.engine.records import Program, Prunable
 from services.engine.status import ProgramState, ProgramStatus
 
@@ -102,6 +103,22 @@ def render_config(
         "",
         "[supervisorctl]",
         f"serverurl=unix://{_quote(str(socket))}",
+        "",
+        # Re-arms what supervisord gave up on (rearm.py); starts and stops with the daemon.
+        f"[eventlistener:{LISTENER}]",
+        "command="
+        + _quote(shlex.join([sys.executable, "-m", "services.engine.rearm", str(layout.retries)])),
+        f"directory={_quote(str(layout.root))}",
+        f"environment={_environment_line(base_env)}",
+        f"events={','.join(EVENTS)}",
+        "autostart=true",
+        "autorestart=true",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "stdout_logfile=NONE",  # its stdout is the event protocol
+        f"stderr_logfile={_quote(str(layout.log_file(LISTENER)))}",
+        "stderr_logfile_maxbytes=1MB",
+        "stderr_logfile_backups=1",
         "",
     ]
     for program in programs:
@@ -280,10 +297,16 @@ class Supervisor:
                 raise
 
     def stop(self, names: Iterable[str]) -> None:
-        """Stop programs all at once (supervisord's own shutdown stops them one by one)."""
+        """Stop programs all at once (supervisord's own shutdown stops them one by one).
+
+        A program supervisord gave up on (FATAL) is made STOPPED (its group removed and added
+        again), so the re-arming listener leaves it alone: stopped means stopped.
+        """
         names = list(names)
         server = self.rpc().supervisor
         for name in names:
+            if self._reset_fatal(name):
+                continue
             try:
                 server.stopProcess(name, False)
             except xmlrpc.client.Fault as fault:
@@ -296,6 +319,18 @@ class Supervisor:
             return all(states[name].state.settled for name in names if name in states)
 
         poll_until(settled, STOP_TIMEOUT)
+
+    def _reset_fatal(self, name: str) -> bool:
+        """FATAL -> STOPPED; False when it was not FATAL (or was started again meanwhile)."""
+        server = self.rpc().supervisor
+        try:
+            if server.getProcessInfo(name)["statename"] != ProgramState.FATAL.value:
+                return False
+            server.removeProcessGroup(name)
+            server.addProcessGroup(name)
+        except xmlrpc.client.Fault:
+            return False
+        return True
 
 
 def marked_processes(state_dir: Path) -> list[psutil.Process]:

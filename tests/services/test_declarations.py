@@ -16,6 +16,7 @@ from services import port_forwarding
 from services.airflow import main, preload
 from services.airflow.service import PLUGINS_FOLDER
 from services.catalog import declare_services, stack_of
+from services.engine.rearm import LISTENER
 from services.engine.records import Service
 from services.engine.stack import StackError
 from services.engine.supervisor import STACK_MARKER, render_config
@@ -205,7 +206,8 @@ def test_supervisord_reads_every_program_as_declared(tmp_path: Path) -> None:
     assert options.umask == 0o077, "what supervisord and its programs create is owner-only"
 
     read = {c.name: c for group in options.process_group_configs for c in group.process_configs}
-    assert set(read) == {program.name for program in programs}
+    assert set(read) == {program.name for program in programs} | {LISTENER}
+    assert read[LISTENER].autostart, "the engine's re-arming listener starts with supervisord"
     for program in programs:
         seen = read[program.name]
         assert seen.command == shlex.join(program.command)
