@@ -161,3 +161,32 @@ def test_not_stack_deselects_the_users_of_process_fixtures_and_e2e_tests(
     result = suite.runpytest_inprocess("-p", "no:randomly", "-v", "-m", "not stack")
     result.assert_outcomes(passed=1, deselected=3)
     result.stdout.fnmatch_lines(["*test_third_in_the_file PASSED*"])
+
+
+ONE_MODULE = """
+def test_a():
+    pass
+
+def test_b():
+    pass
+
+def test_c():
+    pass
+"""
+
+
+@pytest.mark.stack  # two xdist workers are processes
+def test_under_two_workers_a_modules_tests_share_one_worker(suite: pytest.Pytester) -> None:
+    """`nox -s test` runs two workers with `--dist loadgroup`: a module's fixtures (its own
+    stack) and a shared stack's users must stay in one worker, or each worker starts its own
+    and tests that build on each other's state see a fresh one."""
+    suite.makepyfile(test_one_module=ONE_MODULE, test_other=ONE_MODULE)
+    result = suite.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist", "loadgroup", "-v")
+    result.assert_outcomes(passed=6)
+    workers_of: dict[str, set[str]] = {}
+    for line in result.outlines:
+        if " PASSED " in line:  # "[gw0] [ 16%] PASSED test_other.py::test_a@test_other.py"
+            test = line.split(" PASSED ")[1]
+            workers_of.setdefault(test.split("::")[0], set()).add(line.split("]")[0])
+    assert len(workers_of) == 2, result.outlines
+    assert all(len(workers) == 1 for workers in workers_of.values()), workers_of
