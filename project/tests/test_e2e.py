@@ -37,6 +37,7 @@ from water_mapping.dataloader.synthetic_tiles import generate_tile
 from water_mapping.model.metrics import mask_scores
 from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME, load_champion
 from water_mapping.model.serving import predict_served, wait_until_serving
+from water_mapping.postprocess.prediction_store import read_masks, read_predictions
 from water_mapping.utils.data_store import open_data_store
 from water_mapping.workflow_steps import PREDICTIONS_PREFIX, batch_id_from
 
@@ -322,9 +323,14 @@ def test_inference_wrote_masks_and_statistics(
     pipeline_runs: dict[str, dict[str, Any]], stack_env: dict[str, str]
 ) -> None:
     batch_id = batch_id_from(pipeline_runs["inference"]["dag_run_id"])
-    keys = open_data_store().list_keys(f"{PREDICTIONS_PREFIX}/{batch_id}/")
+    store = open_data_store()
+    keys = store.list_keys(f"{PREDICTIONS_PREFIX}/{batch_id}/")
     assert f"{PREDICTIONS_PREFIX}/{batch_id}/water_statistics.csv" in keys
-    assert len([key for key in keys if key.endswith(".npz")]) == 3
+    # Georeferenced COG masks, one STAC Item each, read back through GDAL (S3 or a folder).
+    items = read_predictions(store, f"{PREDICTIONS_PREFIX}/{batch_id}")
+    assert len(items) == 3
+    assert read_masks(items[0])["water_mask"].shape == (64, 64)
+    assert items[0].properties["water_area_km2"] >= 0
 
 
 @pytest.mark.parametrize("any_stack", EVERY_DATA_STORE, indirect=True)
