@@ -12,11 +12,13 @@ import re
 import zlib
 from typing import Any
 
-from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.model.registry import CHAMPION_MODEL_URI, MODEL_NAME
 
 TRAINING_DATASET = "training"
 INCOMING_DATASET = "incoming"
 PREDICTIONS_PREFIX = "predictions"
+VALIDATION_DATASET = "validation"
+VALIDATION_SEED = 1_000_003  # not a seed training or incoming batches use
 
 
 def generate_training_tiles(
@@ -63,16 +65,40 @@ def train_water_classifier(dataset: str, experiment_name: str | None = None) -> 
     }
 
 
-def register_champion_model(training: dict[str, Any]) -> dict[str, str]:
-    """Register the trained model and point the champion alias at the new version."""
-    from water_mapping.model.registry import register_champion
+def ensure_validation_tiles(n_tiles: int = 4, tile_size: int = 64) -> str:
+    """The fixed, held-out scenes the promotion gate scores models on (raw/validation/):
+    written once from their own seed, never trained on, the same for every model."""
+    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+    from water_mapping.dataloader.tile_store import list_tile_ids, write_tiles
+    from water_mapping.utils.data_store import open_data_store
 
-    version = register_champion(training["model_uri"])
+    store = open_data_store()
+    if not list_tile_ids(store, VALIDATION_DATASET):
+        tiles = generate_tiles(n_tiles, VALIDATION_SEED, tile_size, prefix="val")
+        write_tiles(store, VALIDATION_DATASET, tiles)
+    return VALIDATION_DATASET
+
+
+def register_and_gate_model(
+    training: dict[str, Any], margin: float | None = None
+) -> dict[str, Any]:
+    """Register the trained model; the promotion gate scores it and the champion on the
+    validation scenes and moves @champion only if it is better by `margin` (else
+    @challenger). Returns the decision with its numbers, also kept on the version's tags."""
+    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.model.promotion import DEFAULT_MARGIN, register_and_gate
+    from water_mapping.utils.data_store import open_data_store
+
+    validation = read_tiles(open_data_store(), ensure_validation_tiles())
+    decision = register_and_gate(
+        training["model_uri"], validation, DEFAULT_MARGIN if margin is None else float(margin)
+    )
     return {
         "name": MODEL_NAME,
-        "version": version,
-        "alias": CHAMPION_ALIAS,
+        "version": decision.new_version,
+        "alias": decision.alias,
         "model_uri": CHAMPION_MODEL_URI,
+        "gate": decision.as_dict(),
     }
 
 
