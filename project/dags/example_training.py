@@ -37,7 +37,12 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
             minimum=0,
             maximum=0.99,
             description="IoU a new model must gain over the champion to replace it",
-        )
+        ),
+        "shuffle_labels": Param(
+            False,
+            type="boolean",
+            description="Train on shuffled labels: a worse model the gate must refuse",
+        ),
     },
 )
 def example_training() -> None:
@@ -50,8 +55,9 @@ def example_training() -> None:
         return workflow_steps.build_features(dataset)
 
     @task
-    def train(dataset: str) -> dict[str, Any]:
-        return workflow_steps.train_water_classifier(dataset)
+    def train(dataset: str, **context: Any) -> dict[str, Any]:
+        shuffle = bool(context["params"]["shuffle_labels"])
+        return workflow_steps.train_water_classifier(dataset, shuffle_labels=shuffle)
 
     @task(outlets=[CHAMPION_MODEL])
     def register(training: dict[str, Any], **context: Any) -> dict[str, Any]:

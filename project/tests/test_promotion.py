@@ -25,7 +25,8 @@ def test_the_first_model_is_promoted() -> None:
 def test_a_model_must_beat_the_champion_by_the_margin() -> None:
     assert decide(0.91, 0.90, 0.01)[0] is True
     assert decide(0.905, 0.90, 0.01)[0] is False
-    assert decide(0.90, 0.90, 0.0)[0] is True
+    assert decide(0.90, 0.90, 0.0)[0] is True  # a tie goes to the newer model
+    assert decide(0.899, 0.90, 0.0)[0] is False
 
 
 def test_a_bad_margin_says_what_to_give() -> None:

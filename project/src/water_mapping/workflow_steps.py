@@ -45,8 +45,17 @@ def build_features(dataset: str) -> str:
     return dataset
 
 
-def train_water_classifier(dataset: str, experiment_name: str | None = None) -> dict[str, Any]:
-    """Run the hyperparameter search on features/<dataset>/; returns the best model's URI."""
+def train_water_classifier(
+    dataset: str, experiment_name: str | None = None, shuffle_labels: bool = False
+) -> dict[str, Any]:
+    """Run the hyperparameter search on features/<dataset>/; returns the best model's URI.
+
+    `shuffle_labels` trains on permuted labels: a deliberately worse model, to see the
+    promotion gate refuse it."""
+    from dataclasses import replace
+
+    import numpy as np
+
     from water_mapping.train.hyperparameter_search import (
         EXPERIMENT_NAME,
         run_hyperparameter_search,
@@ -55,6 +64,8 @@ def train_water_classifier(dataset: str, experiment_name: str | None = None) -> 
     from water_mapping.utils.data_store import open_data_store
 
     data = load_training_data(open_data_store(), dataset)
+    if shuffle_labels:
+        data = replace(data, labels=np.random.default_rng(0).permutation(data.labels))
     result = run_hyperparameter_search(data, experiment_name=experiment_name or EXPERIMENT_NAME)
     return {
         "model_uri": result.model_uri,

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 MODEL_NAME = "example-water-mask"
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"  # a newer version the gate did not promote
-# IoU a new model must gain over the champion to replace it (see model.promotion).
-DEFAULT_PROMOTION_MARGIN = 0.01
+# IoU a new model must gain over the champion to replace it (see model.promotion): by default
+# it must be at least as good; a tie goes to the newer model, trained on the newest data.
+DEFAULT_PROMOTION_MARGIN = 0.0
 CHAMPION_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
 log = logging.getLogger(__name__)
 
