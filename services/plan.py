@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from services.engine.layout import StateLayout
 from services.engine.status import ServiceStatus, StackStatus
@@ -59,8 +60,25 @@ def client_environment(endpoints: ClientEndpoints) -> dict[str, str]:
                 AWS_ACCESS_KEY_ID=endpoints.s3_keys[0], AWS_SECRET_ACCESS_KEY=endpoints.s3_keys[1]
             )
         env["AWS_DEFAULT_REGION"] = endpoints.s3_region
+        env.update(gdal_s3_environment(endpoints.s3_endpoint))
     env["H2OPS_DATA_URL"] = endpoints.data_url
     return env
+
+
+def gdal_s3_environment(s3_endpoint: str) -> dict[str, str]:
+    """GDAL's own names for the same S3 endpoint, so `rasterio.open("s3://data/...")` reaches
+    the stack wherever boto3 does: GDAL reads neither AWS_ENDPOINT_URL_S3 nor path-style
+    addressing from boto3's settings. Listing a folder on every open is switched off too (a
+    GeoTIFF needs no side-car files; it would cost a request per file)."""
+    parsed = urlparse(s3_endpoint)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise ValueError(f"S3 endpoint {s3_endpoint!r} is not an http(s)://host:port URL")
+    return {
+        "AWS_S3_ENDPOINT": parsed.netloc,
+        "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    }
 
 
 @dataclass(frozen=True)

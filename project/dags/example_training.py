@@ -1,8 +1,10 @@
 """Airflow DAG `example_training`: generate -> preprocess -> train -> register.
 
 Tiles and features go to the data store ($H2OPS_DATA_URL), runs and the model to MLflow
-($MLFLOW_TRACKING_URI). The last task updates the champion model's Asset, which schedules
-`example_inference`.
+($MLFLOW_TRACKING_URI). `register` is the promotion gate: the new version and the champion
+are scored on the same held-out validation scenes, and @champion moves only if the new one is
+better by the run's `promotion_margin` (else it becomes @challenger); its result says why.
+The task updates the champion model's Asset, which schedules `example_inference`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 from water_mapping import workflow_steps
-from water_mapping.model.registry import CHAMPION_MODEL_URI
+from water_mapping.model.registry import CHAMPION_MODEL_URI, DEFAULT_PROMOTION_MARGIN
 
 CHAMPION_MODEL = Asset(CHAMPION_MODEL_URI)
 # A task stopped from outside (its scheduler killed or restarted) runs again 5 s later, so the
@@ -28,6 +30,20 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
     default_args=RETRIES,
     tags=["example", "training"],
     doc_md=__doc__,
+    params={
+        "promotion_margin": Param(
+            DEFAULT_PROMOTION_MARGIN,
+            type="number",
+            minimum=0,
+            maximum=0.99,
+            description="IoU a new model must gain over the champion to replace it",
+        ),
+        "shuffle_labels": Param(
+            False,
+            type="boolean",
+            description="Train on shuffled labels: a worse model the gate must refuse",
+        ),
+    },
 )
 def example_training() -> None:
     @task
@@ -39,12 +55,14 @@ def example_training() -> None:
         return workflow_steps.build_features(dataset)
 
     @task
-    def train(dataset: str) -> dict[str, Any]:
-        return workflow_steps.train_water_classifier(dataset)
+    def train(dataset: str, **context: Any) -> dict[str, Any]:
+        shuffle = bool(context["params"]["shuffle_labels"])
+        return workflow_steps.train_water_classifier(dataset, shuffle_labels=shuffle)
 
     @task(outlets=[CHAMPION_MODEL])
-    def register(training: dict[str, Any]) -> dict[str, str]:
-        return workflow_steps.register_champion_model(training)
+    def register(training: dict[str, Any], **context: Any) -> dict[str, Any]:
+        margin = context["params"]["promotion_margin"]
+        return workflow_steps.register_and_gate_model(training, margin)
 
     # TaskFlow passes XComArgs where the tasks' own types say values.
     register(train(preprocess(generate())))  # type: ignore[arg-type]

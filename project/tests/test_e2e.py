@@ -35,8 +35,14 @@ from nbclient.exceptions import CellExecutionError
 
 from water_mapping.dataloader.synthetic_tiles import generate_tile
 from water_mapping.model.metrics import mask_scores
-from water_mapping.model.registry import CHAMPION_ALIAS, MODEL_NAME, load_champion
+from water_mapping.model.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    MODEL_NAME,
+    load_champion,
+)
 from water_mapping.model.serving import predict_served, wait_until_serving
+from water_mapping.postprocess.prediction_store import read_masks, read_predictions
 from water_mapping.utils.data_store import open_data_store
 from water_mapping.workflow_steps import PREDICTIONS_PREFIX, batch_id_from
 
@@ -312,6 +318,45 @@ def test_the_served_champion_predicts_as_the_batch_did(
     assert check["checked"] is True and check["model_version"] == str(champion.version), check
 
 
+@pytest.mark.parametrize("any_stack", DEFAULT_STACK, indirect=True)
+def test_a_worse_model_is_not_promoted_and_serving_keeps_the_champion(
+    pipeline_runs: dict[str, dict[str, Any]], any_stack: Any, stack_env: dict[str, str]
+) -> None:
+    """The promotion gate on the stack: a training run on shuffled labels registers a version
+    that becomes @challenger; @champion and the served version stay. Cost: one more training
+    run on the default stack (about 30-60 s); the inference run its Asset starts is not
+    awaited."""
+    client = MlflowClient(tracking_uri=any_stack.mlflow_url)
+    champion = str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version)
+    airflow = AirflowApi(
+        any_stack.airflow_url, any_stack.airflow_username, any_stack.airflow_password
+    )
+    run_id = airflow._json(
+        "POST",
+        f"/dags/{TRAINING_DAG}/dagRuns",
+        json={"logical_date": None, "conf": {"shuffle_labels": True}},
+    )["dag_run_id"]
+    airflow.assert_succeeded(TRAINING_DAG, airflow.wait_until_finished(TRAINING_DAG, run_id))
+
+    result = airflow._json(
+        "GET",
+        f"/dags/{TRAINING_DAG}/dagRuns/{run_id}/taskInstances/register/xcomEntries/return_value",
+    )["value"]
+    gate = (json.loads(result) if isinstance(result, str) else result)["gate"]
+    assert (gate["promoted"], gate["alias"], gate["champion_version"]) == (
+        False,
+        CHALLENGER_ALIAS,
+        champion,
+    ), gate
+    assert gate["new_score"] < gate["champion_score"]
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version) == champion
+    challenger = client.get_model_version_by_alias(MODEL_NAME, CHALLENGER_ALIAS)
+    assert str(challenger.version) == gate["new_version"]
+    assert challenger.tags["gate.promoted"] == "False"
+    served = wait_until_serving(any_stack.env["H2OPS_SERVING_URL"], champion, timeout=60)
+    assert served["version"] == champion
+
+
 def _bucket_keys(stack: Any) -> list[str]:
     s3 = s3_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
@@ -322,9 +367,14 @@ def test_inference_wrote_masks_and_statistics(
     pipeline_runs: dict[str, dict[str, Any]], stack_env: dict[str, str]
 ) -> None:
     batch_id = batch_id_from(pipeline_runs["inference"]["dag_run_id"])
-    keys = open_data_store().list_keys(f"{PREDICTIONS_PREFIX}/{batch_id}/")
+    store = open_data_store()
+    keys = store.list_keys(f"{PREDICTIONS_PREFIX}/{batch_id}/")
     assert f"{PREDICTIONS_PREFIX}/{batch_id}/water_statistics.csv" in keys
-    assert len([key for key in keys if key.endswith(".npz")]) == 3
+    # Georeferenced COG masks, one STAC Item each, read back through GDAL (S3 or a folder).
+    items = read_predictions(store, f"{PREDICTIONS_PREFIX}/{batch_id}")
+    assert len(items) == 3
+    assert read_masks(items[0])["water_mask"].shape == (64, 64)
+    assert items[0].properties["water_area_km2"] >= 0
 
 
 @pytest.mark.parametrize("any_stack", EVERY_DATA_STORE, indirect=True)

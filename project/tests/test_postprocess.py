@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from affine import Affine
 
 from water_mapping.postprocess.mask_cleanup import clean_water_mask
-from water_mapping.postprocess.water_statistics import statistics_table, water_statistics
+from water_mapping.postprocess.water_statistics import (
+    pixel_area_km2,
+    statistics_table,
+    water_statistics,
+)
 
 
 def test_clean_up_removes_speckle_and_fills_pinholes_but_keeps_water_bodies() -> None:
@@ -46,3 +51,16 @@ def test_statistics_table_has_one_row_per_tile_in_tile_order() -> None:
     table = statistics_table(rows)
     assert table["tile_id"].tolist() == ["a", "b"]
     assert table["water_pixels"].tolist() == [4, 4]
+
+
+def test_pixel_area_follows_the_geotransform_and_the_crs_unit() -> None:
+    assert pixel_area_km2("EPSG:32633", Affine(10, 0, 0, 0, -10, 0)) == pytest.approx(1e-4)
+    assert pixel_area_km2("EPSG:32633", Affine(20, 0, 0, 0, -20, 0)) == pytest.approx(4e-4)
+    # US survey feet: a 100 ft pixel is about 929 m².
+    feet = pixel_area_km2("EPSG:2263", Affine(100, 0, 0, 0, -100, 0))
+    assert feet == pytest.approx(929.03e-6, rel=1e-3)
+
+
+def test_pixel_area_in_degrees_says_to_reproject() -> None:
+    with pytest.raises(ValueError, match=r"projected CRS.*reproject"):
+        pixel_area_km2("EPSG:4326", Affine(0.0001, 0, 0, 0, -0.0001, 0))

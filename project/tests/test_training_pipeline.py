@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from rio_cogeo.cogeo import cog_validate
 
+from water_mapping.dataloader.tile_store import read_tiles
 from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.postprocess.prediction_store import read_predictions
 from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
 from water_mapping.utils.data_store import open_data_store
+from water_mapping.utils.stac import asset_href
 from water_mapping.workflow_steps import PREDICTIONS_PREFIX
 
 if TYPE_CHECKING:
@@ -44,7 +48,8 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
 
     assert training_run.state == "success"
     data = open_data_store()
-    assert len(data.list_keys("raw/training/")) == 8
+    # Read back through GDAL from the stack's S3: 8 STAC Items of COG scenes.
+    assert [tile.tile_id for tile in read_tiles(data, "training")][-1] == "tile_007"
     assert len(data.list_keys("features/training/")) == 8
 
     client = MlflowClient()
@@ -74,6 +79,11 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
     statistics = pd.read_csv(io.BytesIO(data.get_bytes(predictions[0])))
     assert len(statistics) == 3
     assert statistics["iou_vs_truth"].mean() > 0.8
+    batch = predictions[0].rsplit("/", 2)[1]
+    masks = read_predictions(data, f"{PREDICTIONS_PREFIX}/{batch}")
+    mask_href = asset_href(masks[0], "water_mask")
+    assert mask_href.startswith("s3://data/predictions/"), mask_href
+    assert cog_validate(mask_href, quiet=True)[0]
 
 
 def _keys(server: S3Server, bucket: str) -> list[str]:

@@ -10,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 
 from water_mapping import workflow_steps
-from water_mapping.utils.data_store import get_arrays, open_data_store
+from water_mapping.dataloader.synthetic_tiles import TILE_CRS, tile_transform
+from water_mapping.dataloader.tile_store import read_tiles
+from water_mapping.postprocess.prediction_store import read_masks, read_predictions
+from water_mapping.utils.data_store import open_data_store
+from water_mapping.utils.stac import asset_href
 
 
 def test_batch_ids_from_airflow_run_ids_are_safe_as_keys() -> None:
@@ -39,14 +44,20 @@ def test_steps_run_the_example_on_a_local_folder(
     assert incoming == "incoming/batch-1"
     assert training["best_scores"]["val_iou"] > 0.5
     store = open_data_store()
-    assert store.list_keys("predictions/batch-1/") == [
-        "predictions/batch-1/tile_000.npz",
-        "predictions/batch-1/tile_001.npz",
-        "predictions/batch-1/water_statistics.csv",
-    ]
-    assert get_arrays(store, "predictions/batch-1/tile_000.npz")["water_mask"].shape == (32, 32)
+    predictions = read_predictions(store, "predictions/batch-1")
+    assert [item.id for item in predictions] == ["tile_000", "tile_001"]
+    masks = read_masks(predictions[0])
+    assert masks["water_mask"].shape == masks["raw_water_mask"].shape == (32, 32)
+    mask_file = Path(asset_href(predictions[0], "water_mask"))
+    with rasterio.open(mask_file) as mask:  # on the scene's own grid
+        assert (mask.crs.to_string(), mask.transform) == (TILE_CRS, tile_transform(0, 32))
     table = pd.read_csv(io.BytesIO(store.get_bytes("predictions/batch-1/water_statistics.csv")))
     assert table["tile_id"].tolist() == ["tile_000", "tile_001"]
+    # 10 m pixels: 1e-4 km² each.
+    assert table["water_area_km2"].tolist() == pytest.approx(
+        (table["water_pixels"] * 1e-4).tolist()
+    )
+    assert predictions[0].properties["water_area_km2"] == table["water_area_km2"][0]
     assert summary["statistics_url"] == f"{data_url}/predictions/batch-1/water_statistics.csv"
 
 
@@ -58,7 +69,7 @@ def test_new_batches_get_different_tiles_and_a_rerun_the_same(
 
     def bands_of(batch: str) -> np.ndarray:
         workflow_steps.receive_new_tiles(batch, n_tiles=1, tile_size=16)
-        return get_arrays(store, f"raw/incoming/{batch}/tile_000.npz")["bands"]
+        return read_tiles(store, f"incoming/{batch}")[0].bands
 
     first = bands_of("a")
     np.testing.assert_array_equal(bands_of("a"), first)

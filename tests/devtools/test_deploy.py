@@ -217,6 +217,9 @@ def _pod_environment(
         "MLFLOW_TRACKING_URI": stack_env["MLFLOW_TRACKING_URI"],
         "AWS_ENDPOINT_URL_S3": stack_env["AWS_ENDPOINT_URL_S3"],
         "MLFLOW_S3_ENDPOINT_URL": stack_env["MLFLOW_S3_ENDPOINT_URL"],
+        # GDAL's names for the same endpoint (rasterio reads scenes from s3://data).
+        "AWS_S3_ENDPOINT": stack_env["AWS_S3_ENDPOINT"],
+        "AWS_HTTPS": stack_env["AWS_HTTPS"],
     }
     environment = {
         entry["name"]: local.get(entry["name"], entry["value"]) for entry in values["env"]

@@ -177,6 +177,7 @@ def test_without_object_store_mlflow_keeps_artifacts_locally(tmp_path: Path) -> 
     env = client_environment(settings)
     assert env["H2OPS_DATA_URL"].startswith("file://")
     assert "AWS_ENDPOINT_URL_S3" not in env
+    assert "AWS_S3_ENDPOINT" not in env
 
 
 def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
@@ -189,6 +190,9 @@ def test_client_environment_points_at_the_stack(tmp_path: Path) -> None:
     assert env["H2OPS_SERVING_URL"] == "http://127.0.0.1:15001"
     assert env["AWS_ENDPOINT_URL_S3"] == env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19000"
     assert env["AWS_SECRET_ACCESS_KEY"] == "secret"
+    # GDAL (rasterio) has names of its own for the same endpoint.
+    assert env["AWS_S3_ENDPOINT"] == "127.0.0.1:19000"
+    assert (env["AWS_HTTPS"], env["AWS_VIRTUAL_HOSTING"]) == ("NO", "FALSE")
     assert env["DO_NOT_TRACK"] == env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 

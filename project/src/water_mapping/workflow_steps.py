@@ -12,11 +12,13 @@ import re
 import zlib
 from typing import Any
 
-from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.model.registry import CHAMPION_MODEL_URI, MODEL_NAME
 
 TRAINING_DATASET = "training"
 INCOMING_DATASET = "incoming"
 PREDICTIONS_PREFIX = "predictions"
+VALIDATION_DATASET = "validation"
+VALIDATION_SEED = 1_000_003  # not a seed training or incoming batches use
 
 
 def generate_training_tiles(
@@ -43,8 +45,17 @@ def build_features(dataset: str) -> str:
     return dataset
 
 
-def train_water_classifier(dataset: str, experiment_name: str | None = None) -> dict[str, Any]:
-    """Run the hyperparameter search on features/<dataset>/; returns the best model's URI."""
+def train_water_classifier(
+    dataset: str, experiment_name: str | None = None, shuffle_labels: bool = False
+) -> dict[str, Any]:
+    """Run the hyperparameter search on features/<dataset>/; returns the best model's URI.
+
+    `shuffle_labels` trains on permuted labels: a deliberately worse model, to see the
+    promotion gate refuse it."""
+    from dataclasses import replace
+
+    import numpy as np
+
     from water_mapping.train.hyperparameter_search import (
         EXPERIMENT_NAME,
         run_hyperparameter_search,
@@ -53,6 +64,8 @@ def train_water_classifier(dataset: str, experiment_name: str | None = None) -> 
     from water_mapping.utils.data_store import open_data_store
 
     data = load_training_data(open_data_store(), dataset)
+    if shuffle_labels:
+        data = replace(data, labels=np.random.default_rng(0).permutation(data.labels))
     result = run_hyperparameter_search(data, experiment_name=experiment_name or EXPERIMENT_NAME)
     return {
         "model_uri": result.model_uri,
@@ -63,16 +76,40 @@ def train_water_classifier(dataset: str, experiment_name: str | None = None) -> 
     }
 
 
-def register_champion_model(training: dict[str, Any]) -> dict[str, str]:
-    """Register the trained model and point the champion alias at the new version."""
-    from water_mapping.model.registry import register_champion
+def ensure_validation_tiles(n_tiles: int = 4, tile_size: int = 64) -> str:
+    """The fixed, held-out scenes the promotion gate scores models on (raw/validation/):
+    written once from their own seed, never trained on, the same for every model."""
+    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+    from water_mapping.dataloader.tile_store import list_tile_ids, write_tiles
+    from water_mapping.utils.data_store import open_data_store
 
-    version = register_champion(training["model_uri"])
+    store = open_data_store()
+    if not list_tile_ids(store, VALIDATION_DATASET):
+        tiles = generate_tiles(n_tiles, VALIDATION_SEED, tile_size, prefix="val")
+        write_tiles(store, VALIDATION_DATASET, tiles)
+    return VALIDATION_DATASET
+
+
+def register_and_gate_model(
+    training: dict[str, Any], margin: float | None = None
+) -> dict[str, Any]:
+    """Register the trained model; the promotion gate scores it and the champion on the
+    validation scenes and moves @champion only if it is better by `margin` (else
+    @challenger). Returns the decision with its numbers, also kept on the version's tags."""
+    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.model.promotion import DEFAULT_MARGIN, register_and_gate
+    from water_mapping.utils.data_store import open_data_store
+
+    validation = read_tiles(open_data_store(), ensure_validation_tiles())
+    decision = register_and_gate(
+        training["model_uri"], validation, DEFAULT_MARGIN if margin is None else float(margin)
+    )
     return {
         "name": MODEL_NAME,
-        "version": version,
-        "alias": CHAMPION_ALIAS,
+        "version": decision.new_version,
+        "alias": decision.alias,
         "model_uri": CHAMPION_MODEL_URI,
+        "gate": decision.as_dict(),
     }
 
 
@@ -101,40 +138,50 @@ def predict_water_masks(
 ) -> dict[str, Any]:
     """Predict, clean up and summarise the masks of raw/<dataset>/ with the champion model.
 
-    Writes predictions/<batch_id>/<tile_id>.npz and predictions/<batch_id>/water_statistics.csv.
+    Writes a COG water mask and a STAC Item per tile under predictions/<batch_id>/ (their
+    catalog linked from the root one), and predictions/<batch_id>/water_statistics.csv.
     """
     import numpy as np
 
-    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.dataloader.tile_store import read_items_of, read_scene
     from water_mapping.model.metrics import mask_scores
     from water_mapping.model.registry import load_champion
     from water_mapping.postprocess.mask_cleanup import clean_water_mask
-    from water_mapping.postprocess.water_statistics import statistics_table, water_statistics
-    from water_mapping.utils.data_store import open_data_store, put_arrays
+    from water_mapping.postprocess.prediction_store import prediction_item, save_predictions
+    from water_mapping.postprocess.water_statistics import (
+        pixel_area_km2,
+        statistics_table,
+        water_statistics,
+    )
+    from water_mapping.utils.data_store import open_data_store
 
     store = open_data_store()
-    tiles = read_tiles(store, dataset)
+    scenes = read_items_of(store, dataset)
+    tiles = [read_scene(item) for item in scenes]
     model_uri, version = _pin_version(model_uri)
     raw_masks: np.ndarray = np.asarray(
         load_champion(model_uri).predict(np.stack([tile.bands for tile in tiles]))
     )
-    rows = []
-    for tile, raw_mask in zip(tiles, raw_masks, strict=True):
+    prefix = f"{PREDICTIONS_PREFIX}/{batch_id}"
+    rows, items = [], []
+    for scene, tile, raw_mask in zip(scenes, tiles, raw_masks, strict=True):
         mask = clean_water_mask(raw_mask)
-        key = f"{PREDICTIONS_PREFIX}/{batch_id}/{tile.tile_id}.npz"
-        put_arrays(store, key, water_mask=mask, raw_water_mask=raw_mask)
+        statistics = water_statistics(tile.tile_id, mask, pixel_area_km2(tile.crs, tile.transform))
         # Synthetic tiles come with truth, so each batch also reports how good the masks are.
-        iou = mask_scores(tile.water_mask, mask)["iou"]
-        rows.append({**water_statistics(tile.tile_id, mask), "iou_vs_truth": iou})
+        row = {**statistics, "iou_vs_truth": mask_scores(tile.water_mask, mask)["iou"]}
+        rows.append(row)
+        properties = {**row, "model_uri": model_uri}
+        items.append(prediction_item(store, prefix, tile, (mask, raw_mask), properties, scene))
+    save_predictions(store, prefix, items)
     table = statistics_table(rows)
     statistics_url = store.put_bytes(
-        f"{PREDICTIONS_PREFIX}/{batch_id}/water_statistics.csv",
-        table.to_csv(index=False).encode(),
+        f"{prefix}/water_statistics.csv", table.to_csv(index=False).encode()
     )
     return {
         "batch_id": batch_id,
         "n_tiles": len(tiles),
         "statistics_url": statistics_url,
+        "catalog_url": store.gdal_path(f"{prefix}/catalog.json"),
         "total_water_area_km2": float(table["water_area_km2"].sum()),
         "mean_iou_vs_truth": float(table["iou_vs_truth"].mean()),
         "dataset": dataset,
@@ -164,9 +211,10 @@ def compare_with_served_model(batch: dict[str, Any], timeout: float = 120.0) -> 
     """
     import numpy as np
 
-    from water_mapping.dataloader.tile_store import list_tile_ids, read_tile
+    from water_mapping.dataloader.tile_store import read_items_of, read_scene
     from water_mapping.model.serving import predict_served, serving_url, wait_until_serving
-    from water_mapping.utils.data_store import get_arrays, open_data_store
+    from water_mapping.postprocess.prediction_store import read_masks, read_predictions
+    from water_mapping.utils.data_store import open_data_store
 
     url = serving_url()
     if url is None or batch.get("model_version") is None:
@@ -174,9 +222,10 @@ def compare_with_served_model(batch: dict[str, Any], timeout: float = 120.0) -> 
         return {"checked": False, "reason": reason}
     served = wait_until_serving(url, batch["model_version"], timeout)
     store = open_data_store()
-    tile = read_tile(store, batch["dataset"], list_tile_ids(store, batch["dataset"])[0])
-    key = f"{PREDICTIONS_PREFIX}/{batch['batch_id']}/{tile.tile_id}.npz"
-    expected = get_arrays(store, key)["raw_water_mask"]
+    tile = read_scene(read_items_of(store, batch["dataset"])[0])
+    predictions = read_predictions(store, f"{PREDICTIONS_PREFIX}/{batch['batch_id']}")
+    prediction = next(item for item in predictions if item.id == tile.tile_id)
+    expected = read_masks(prediction)["raw_water_mask"]
     answer = predict_served(url, tile.bands[None])[0]
     differing = int(np.count_nonzero(answer != expected))
     if answer.shape != expected.shape or differing:

@@ -2,14 +2,18 @@
 
 Reflectances are typical surface values per band, so the spectral indices behave as on real
 imagery: water is dark in NIR and SWIR1, vegetation bright in NIR, bare soil bright in SWIR1.
-The same seed always gives the same tile.
+The same seed always gives the same tile. Tiles lie at a real place, on Sentinel-2's 10 m grid
+in UTM zone 33N (the Mecklenburg Lake District, Germany): tile i of a dataset sits i tiles east
+of the first, so every dataset revisits the same ground, as repeated acquisitions do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from affine import Affine
 from scipy.ndimage import gaussian_filter
 
 BAND_NAMES = ("blue", "green", "red", "nir", "swir1")
@@ -22,23 +26,46 @@ BARE_SOIL = np.array([0.12, 0.16, 0.20, 0.26, 0.32])
 DARK_WET_SOIL = np.array([0.05, 0.06, 0.07, 0.10, 0.09])  # a look-alike that makes it a task
 CLOUD = np.array([0.42, 0.43, 0.44, 0.46, 0.33])
 
+TILE_CRS = "EPSG:32633"  # WGS 84 / UTM zone 33N
+PIXEL_SIZE_M = 10.0
+# The upper-left corner of tile 0, near Lake Müritz (53.47 N, 12.65 E).
+TILE_ORIGIN = (344_000.0, 5_927_000.0)
+FIRST_ACQUISITION = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
+
+
+def tile_transform(index: int, size: int) -> Affine:
+    """Where tile `index` of a dataset lies: `index` tiles east of TILE_ORIGIN, 10 m pixels."""
+    west = TILE_ORIGIN[0] + index * size * PIXEL_SIZE_M
+    return Affine(PIXEL_SIZE_M, 0.0, west, 0.0, -PIXEL_SIZE_M, TILE_ORIGIN[1])
+
 
 @dataclass(frozen=True)
 class Tile:
-    """One multispectral tile with its ground truth."""
+    """One multispectral tile with its ground truth, where and when it was seen."""
 
     tile_id: str
     bands: np.ndarray  # (band, row, column) float32 reflectance, BAND_NAMES order
     water_mask: np.ndarray  # (row, column) uint8, 1 = water
     cloud_mask: np.ndarray  # (row, column) uint8, 1 = cloud over the surface
+    crs: str = TILE_CRS
+    transform: Affine = field(default_factory=lambda: tile_transform(0, 0))
+    acquired: datetime = FIRST_ACQUISITION
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.water_mask.shape
 
 
-def generate_tile(tile_id: str, seed: int, size: int = 64, cloud_cover: float = 0.0) -> Tile:
-    """A tile of `size` x `size` pixels; `cloud_cover` is the fraction of it under cloud."""
+def generate_tile(
+    tile_id: str,
+    seed: int,
+    size: int = 64,
+    cloud_cover: float = 0.0,
+    index: int = 0,
+    acquired: datetime = FIRST_ACQUISITION,
+) -> Tile:
+    """A tile of `size` x `size` pixels at place `index` (see `tile_transform`);
+    `cloud_cover` is the fraction of it under cloud."""
     rng = np.random.default_rng(seed)
     water = _lakes(rng, size) | _river(rng, size)
     land = _land_reflectance(rng, size)
@@ -55,15 +82,26 @@ def generate_tile(tile_id: str, seed: int, size: int = 64, cloud_cover: float = 
         bands=np.clip(bands, 0.0, 1.0).astype(np.float32),
         water_mask=water.astype(np.uint8),
         cloud_mask=cloud.astype(np.uint8),
+        transform=tile_transform(index, size),
+        acquired=acquired,
     )
 
 
 def generate_tiles(
-    n_tiles: int, seed: int, size: int = 64, cloud_cover: float = 0.0, prefix: str = "tile"
+    n_tiles: int,
+    seed: int,
+    size: int = 64,
+    cloud_cover: float = 0.0,
+    prefix: str = "tile",
+    acquired: datetime | None = None,
 ) -> list[Tile]:
-    """`n_tiles` different tiles; tile i depends only on (seed, i)."""
+    """`n_tiles` different tiles side by side; tile i depends only on (seed, i). Without
+    `acquired`, the date follows from the seed (a day within a year of FIRST_ACQUISITION)."""
+    when = acquired or FIRST_ACQUISITION + timedelta(days=seed % 365)
     return [
-        generate_tile(f"{prefix}_{index:03d}", _tile_seed(seed, index), size, cloud_cover)
+        generate_tile(
+            f"{prefix}_{index:03d}", _tile_seed(seed, index), size, cloud_cover, index, when
+        )
         for index in range(n_tiles)
     ]
 

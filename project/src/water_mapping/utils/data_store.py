@@ -2,8 +2,10 @@
 
 Everything goes through a base URL: `s3://bucket/prefix` on the stack's object store (the
 default, `s3://data`), or `file:///some/dir` when a project runs without one. Keys are
-relative paths such as `raw/training/tile_000.npz`, so the same code runs on both.
-Endpoints and credentials come from the standard AWS environment, never from code.
+relative paths such as `raw/training/tile_000/blue.tif`, so the same code runs on both.
+Endpoints and credentials come from the standard AWS environment, never from code; GDAL
+(rasterio) reads the same endpoint from its own variables (AWS_S3_ENDPOINT, ...), which the
+stack's client environment sets beside boto3's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class DataStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
 
     def list_keys(self, prefix: str = "") -> list[str]: ...
+
+    def gdal_path(self, key: str) -> str:
+        """Where GDAL (rasterio) and pystac find `key`: an s3:// URL or a local path."""
+        ...
 
 
 class S3DataStore:
@@ -64,6 +70,9 @@ class S3DataStore:
             keys.extend(item["Key"][len(root) :] for item in page.get("Contents", []))
         return sorted(keys)
 
+    def gdal_path(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._object_key(key)}"
+
 
 class LocalDataStore:
     """Files under a local folder, for projects that run without an object store."""
@@ -86,6 +95,9 @@ class LocalDataStore:
             return []
         keys = (path.relative_to(self.root).as_posix() for path in self.root.rglob("*"))
         return sorted(key for key in keys if key.startswith(prefix) and (self.root / key).is_file())
+
+    def gdal_path(self, key: str) -> str:
+        return str(self.root / key)
 
 
 def open_data_store(base_url: str | None = None) -> DataStore:
