@@ -66,7 +66,7 @@ def client_environment(endpoints: ClientEndpoints) -> dict[str, str]:
 
 
 def gdal_s3_environment(s3_endpoint: str) -> dict[str, str]:
-    """GDAL's own names for the same S3 endpoint, so `rasterio.open("s3://data/...")` reaches
+    """GDAL's own names for the same S3 endpoint, so `rasterio.open` on an `s3://` URL reaches
     the stack wherever boto3 does: GDAL reads neither AWS_ENDPOINT_URL_S3 nor path-style
     addressing from boto3's settings. Listing a folder on every open is switched off too (a
     GeoTIFF needs no side-car files; it would cost a request per file)."""

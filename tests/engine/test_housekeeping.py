@@ -17,7 +17,7 @@ from supervisor.options import ServerOptions
 
 from devtools.harness import free_ports
 from services.catalog import declare_services
-from services.engine import housekeeping
+from services.engine import housekeeping, rearm
 from services.engine.housekeeping import Pruned, prune
 from services.engine.layout import StateLayout
 from services.engine.processes import poll_until
@@ -139,7 +139,8 @@ def test_supervisord_bounds_every_log_and_runs_the_listener_hourly(tmp_path: Pat
 
     assert 0 < options.logfile_maxbytes <= 10 * 2**20 and options.logfile_backups == LOG_BACKUPS
     groups = {group.name: group for group in options.process_group_configs}
-    assert set(groups) == {p.name for p in programs} | {housekeeping.LISTENER}
+    # The engine's two listeners: pruning (housekeeping) and re-arming (rearm).
+    assert set(groups) == {p.name for p in programs} | {housekeeping.LISTENER, rearm.LISTENER}
     for group in groups.values():
         for process in group.process_configs:
             logs = [(process.stdout_logfile, process.stdout_logfile_maxbytes)]
