@@ -175,6 +175,9 @@ def test_documented_logs_follow_form_follows(stack: RunningStack, tmp_path: Path
             cwd=stack.run.root,
             stdout=stdout,
             stderr=stderr,
+            # Ctrl-C as in a terminal: an xdist worker ignores SIGINT, and a child would inherit
+            # that (Python then installs no KeyboardInterrupt handler).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:  # a busy machine may take a while to import; then it must still be running
         assert poll_until(lambda: "airflow-triggerer.log" in err.read_text(), 120), err.read_text()
@@ -185,7 +188,7 @@ def test_documented_logs_follow_form_follows(stack: RunningStack, tmp_path: Path
         assert poll_until(lambda: appended in out.read_text(), 30), out.read_text()[-2000:]
     finally:
         follower.send_signal(signal.SIGINT)
-        follower.wait(timeout=120)  # Ctrl-C ends it; a loaded machine is slow to exit
+        follower.wait(timeout=30)
     headers = err.read_text()
     assert "airflow-scheduler.log" in headers and "airflow-api-server.log" in headers, headers
     assert "jupyter.log" not in headers, "only the named service"
