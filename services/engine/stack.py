@@ -26,7 +26,7 @@ from services.engine.housekeeping import prune
 from services.engine.layout import StateLayout, owner_only_umask, tail
 from services.engine.ports import PortTaken, find_taken_ports
 from services.engine.processes import poll_until
-from services.engine.rearm import LISTENER, Retry, read_record
+from services.engine.rearm import Retry, read_record
 from services.engine.records import Declared, Health, Service, SwitchedOff
 from services.engine.status import (
     ProgramState,
@@ -36,6 +36,7 @@ from services.engine.status import (
     StackStatus,
 )
 from services.engine.supervisor import (
+    ENGINE_LISTENERS,
     STACK_MARKER,
     Supervisor,
     render_config,
@@ -230,7 +231,9 @@ class Stack:
         names = list(names)
         states = self.supervisor.states()
         running = [
-            name for name, status in states.items() if status.state.active and name != LISTENER
+            name
+            for name, status in states.items()
+            if status.state.active and name not in ENGINE_LISTENERS
         ]
         if not names:
             self.supervisor.shutdown()

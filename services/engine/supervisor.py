@@ -104,22 +104,14 @@ def render_config(
         "[supervisorctl]",
         f"serverurl=unix://{_quote(str(socket))}",
         "",
-        # Re-arms what supervisord gave up on (rearm.py); starts and stops with the daemon.
-        f"[eventlistener:{LISTENER}]",
-        "command="
-        + _quote(shlex.join([sys.executable, "-m", "services.engine.rearm", str(layout.retries)])),
-        f"directory={_quote(str(layout.root))}",
-        f"environment={_environment_line(base_env)}",
-        f"events={','.join(EVENTS)}",
-        "autostart=true",
-        "autorestart=true",
-        "stopasgroup=true",
-        "killasgroup=true",
-        "stdout_logfile=NONE",  # its stdout is the event protocol
-        f"stderr_logfile={_quote(str(layout.log_file(LISTENER)))}",
-        "stderr_logfile_maxbytes=1MB",
-        "stderr_logfile_backups=1",
-        "",
+        # Re-arms what supervisord gave up on (rearm.py).
+        *_listener(
+            layout,
+            LISTENER,
+            [sys.executable, "-m", "services.engine.rearm", str(layout.retries)],
+            ",".join(EVENTS),
+            base_env,
+        ),
     ]
     for program in programs:
         log = layout.log_file(program.name)
@@ -145,23 +137,35 @@ def render_config(
         ]
     if prunable:
         command = [sys.executable, "-m", housekeeping.__name__, housekeeping.encode(prunable)]
-        lines += [
-            f"[eventlistener:{housekeeping.LISTENER}]",
-            f"command={_quote(shlex.join(command))}",
-            f"directory={_quote(str(layout.root))}",
-            f"environment={_environment_line(base_env)}",
-            f"events={housekeeping.EVENT}",
-            "autostart=true",
-            "autorestart=true",
-            # Its stdout speaks supervisord's protocol (nothing to keep: left to supervisord's
-            # default, it would be a 50 MB log); what it did goes to its stderr log.
-            "stdout_logfile=NONE",
-            f"stderr_logfile={_quote(str(layout.log_file(housekeeping.LISTENER)))}",
-            f"stderr_logfile_maxbytes={LOG_MAXBYTES}",
-            f"stderr_logfile_backups={LOG_BACKUPS}",
-            "",
-        ]
+        lines += _listener(layout, housekeeping.LISTENER, command, housekeeping.EVENT, base_env)
     return "\n".join(lines)
+
+
+def _listener(
+    layout: StateLayout, name: str, command: list[str], events: str, env: dict[str, str]
+) -> list[str]:
+    """An engine's event listener: starts and stops with the daemon; its stdout speaks
+    supervisord's protocol (nothing to keep), what it did goes to its bounded stderr log."""
+    return [
+        f"[eventlistener:{name}]",
+        f"command={_quote(shlex.join(command))}",
+        f"directory={_quote(str(layout.root))}",
+        f"environment={_environment_line(env)}",
+        f"events={events}",
+        "autostart=true",
+        "autorestart=true",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "stdout_logfile=NONE",
+        f"stderr_logfile={_quote(str(layout.log_file(name)))}",
+        f"stderr_logfile_maxbytes={LOG_MAXBYTES}",
+        f"stderr_logfile_backups={LOG_BACKUPS}",
+        "",
+    ]
+
+
+# The engine's own programs: never listed as a service's program that `down` stopped.
+ENGINE_LISTENERS = frozenset({LISTENER, housekeeping.LISTENER})
 
 
 class Supervisor:
