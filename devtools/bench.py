@@ -34,7 +34,7 @@ from services.bootstrap import sync_command
 from services.engine.layout import tail, venv_bin
 from services.engine.processes import poll_until, stop_groups
 from services.engine.supervisor import marked_processes
-from services.plan import StatusReport
+from services.report import StatusReport
 from services.settings import REPO_ROOT
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)

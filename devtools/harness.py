@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.plan import StatusReport
+from services.report import StatusReport
 from services.settings import REPO_ROOT
 
 UP_TIMEOUT = 600  # the CLI bounds each service by H2OPS_READY_TIMEOUT; this bounds the CLI

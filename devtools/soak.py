@@ -43,7 +43,7 @@ from devtools.bench import (
 )
 from devtools.bench import _commit as commit_of
 from devtools.harness import StackRun
-from services.plan import StatusReport
+from services.report import StatusReport
 from services.settings import REPO_ROOT
 
 TRAINING, INFERENCE = "example_training", "example_inference"

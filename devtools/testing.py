@@ -42,8 +42,9 @@ from devtools.harness import StackRun, free_ports
 from services.engine.processes import poll_until
 from services.engine.status import ProgramStatus
 from services.engine.supervisor import marked_processes
-from services.plan import StatusReport
 from services.postgres.discovery import PostgresNotFound, find_server
+from services.report import StatusReport
+from services.settings import Database
 
 # croniter (Airflow's and the DAGs') runs `file` on the interpreter when first imported
 # (platform.architecture()): import it with the plugin, so that probe is no test's process.
@@ -165,7 +166,7 @@ class RunningStack:
     jupyter_token: str
     env: dict[str, str]
     state_dir: str
-    database: str = "sqlite"
+    database: Database = Database.SQLITE
     postgres_password: str = ""
 
     @classmethod

@@ -32,8 +32,9 @@ from services.engine.layout import tail
 from services.engine.ports import PortTaken
 from services.engine.stack import Progress, ServiceFailed
 from services.engine.status import ServiceState
-from services.plan import StackPlan, StatusReport
+from services.plan import StackPlan
 from services.postgres.service import database_line
+from services.report import StatusReport, status_report
 from services.serving.bundle import package
 from services.settings import REPO_ROOT, SettingsError, load_settings
 from services.workspace import (
@@ -157,7 +158,7 @@ def _up(plan: StackPlan, args: argparse.Namespace) -> int:
     if console.is_terminal:  # elsewhere each line was printed as it happened
         console.print(render())
     console.print(f"Stack healthy in {time.monotonic() - started:.1f} s")
-    _print_status(plan.report(stack.status()))
+    _print_status(status_report(plan, stack.status()))
     env_file, kernel = write_editor_files(plan, stack.declared)
     console.print(f"Editors and shells: {env_file} (VS Code's python.envFile), kernel {kernel}")
     return 0
@@ -174,13 +175,13 @@ def _restart(plan: StackPlan, args: argparse.Namespace) -> int:
     plan = plan.with_credentials()
     stack = stack_of(plan)
     stack.restart(args.services, lambda name, event: console.print(f"{name}: {event}"))
-    _print_status(plan.report(stack.status()))
+    _print_status(status_report(plan, stack.status()))
     write_editor_files(plan, stack.declared)
     return 0
 
 
 def _status(plan: StackPlan, args: argparse.Namespace) -> int:
-    report = plan.report(stack_of(plan).status())
+    report = status_report(plan, stack_of(plan).status())
     if args.json:
         stdout.print_json(json.dumps(report.to_json()))
     else:
@@ -289,7 +290,7 @@ def _open(plan: StackPlan, args: argparse.Namespace) -> int:
     if service.ui is None:
         console.print(f"{service.name} has no UI to open; {service.login}", markup=False)
         return 1
-    state = plan.report(stack.status()).service(service.name)
+    state = status_report(plan, stack.status()).service(service.name)
     if not state.healthy:
         console.print(f"{service.name} is not running: `nox -s up` first")
         return EXIT_NOT_RUNNING

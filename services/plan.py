@@ -13,11 +13,9 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from services.engine.layout import StateLayout
-from services.engine.status import ServiceStatus, StackStatus
 from services.s3.store import DATA_URL, REGION, resolve_backend
 from services.settings import REPO_ROOT, Database, S3Backend, StackSettings, ensure_credentials
 
@@ -144,56 +142,3 @@ class StackPlan:
         locked environment's programs first on PATH, and unbuffered output for the logs."""
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         return {**self.client_environment(), "PATH": path, "PYTHONUNBUFFERED": "1"}
-
-    def report(self, status: StackStatus) -> StatusReport:
-        return StatusReport(
-            status,
-            self.s3_backend,
-            self.s3_backend_reason,
-            self.settings.credentials,
-            self.client_environment(),
-            self.database,
-        )
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """What `status` shows: the engine's status with what the plan resolved. `status --json`
-    prints it; the test harness and the bench read it back with `from_json`."""
-
-    stack: StackStatus
-    s3_backend: str
-    s3_backend_reason: str
-    credentials: dict[str, str]
-    environment: dict[str, str]
-    database: str = Database.SQLITE.value
-
-    @property
-    def services(self) -> list[ServiceStatus]:
-        return self.stack.services
-
-    def service(self, name: str) -> ServiceStatus:
-        return self.stack.service(name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "services": [service.to_json() for service in self.stack.services],
-            "s3_backend": self.s3_backend,
-            "s3_backend_reason": self.s3_backend_reason,
-            "state_dir": self.stack.state_dir,
-            "credentials": self.credentials,
-            "environment": self.environment,
-            "database": str(self.database),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StatusReport:
-        services = [ServiceStatus.from_json(service) for service in data["services"]]
-        return cls(
-            StackStatus(services, data["state_dir"]),
-            data["s3_backend"],
-            data["s3_backend_reason"],
-            data["credentials"],
-            data["environment"],
-            data.get("database", Database.SQLITE.value),
-        )

@@ -24,6 +24,7 @@ from services.postgres.metadata import (
     metadata_requires,
     metadata_url,
     misplaced_metadata,
+    prepare_metadata,
     sqlite_file,
 )
 from services.s3.store import REGION
@@ -230,6 +231,7 @@ def prepare_home(
     """Write the admin password and migrate the metadata DB when Airflow's version changed."""
     home = Path(environment["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
+    prepare_metadata(settings, "airflow")
     passwords = home / "passwords.json"
     write_private(passwords, json.dumps({settings.airflow_username: settings.airflow_password}))
 

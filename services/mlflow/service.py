@@ -11,11 +11,19 @@ from typing import TYPE_CHECKING
 from services.engine.records import Program, Service, http_ok
 from services.mlflow import app
 from services.port_forwarding import allowed_origins, mlflow_allowed_hosts
-from services.postgres.metadata import metadata_requires, metadata_url, misplaced_metadata
+from services.postgres.metadata import (
+    metadata_requires,
+    metadata_url,
+    misplaced_metadata,
+    prepare_metadata,
+)
 from services.s3.store import ARTIFACTS_URL
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from services.plan import StackPlan
+    from services.settings import StackSettings
 
 
 def declare(plan: StackPlan) -> Service:
@@ -66,5 +74,11 @@ def declare(plan: StackPlan) -> Service:
         ports={"H2OPS_MLFLOW_PORT": settings.mlflow_port},
         requires=requires,
         refuse=lambda: misplaced_metadata(settings, plan.layout),
-        prepare=lambda: (home / "artifacts").mkdir(parents=True, exist_ok=True),
+        prepare=lambda: prepare_home(settings, home),
     )
+
+
+def prepare_home(settings: StackSettings, home: Path) -> None:
+    """The artifacts folder (used without an object store) and, on PostgreSQL, the database."""
+    (home / "artifacts").mkdir(parents=True, exist_ok=True)
+    prepare_metadata(settings, "mlflow")

@@ -1,7 +1,9 @@
-"""Where Airflow and MLflow keep their metadata, and the state-dir guards that keep it there.
+"""Where the services with metadata keep it, and the state-dir guards that keep it there.
 
-With H2OPS_DATABASE=sqlite each service has a file `<service>.db` in its folder of the state
-dir; with postgres, a database of that name in the stack's cluster (`<state>/postgres`). A
+With H2OPS_DATABASE=sqlite each such service has a file `<service>.db` in its folder of the
+state dir; with postgres, a database of that name in the stack's cluster (`<state>/postgres`),
+which the service creates before its first start (`prepare_metadata`), so this room need not
+know who its users are. A
 state dir holds one or the other: starting on the other would show no runs and no DAG history,
 so `up` refuses (see `misplaced_metadata`, which the declarations hand the engine as `refuse`).
 
@@ -11,13 +13,13 @@ No import of the plan: the declarations and the plan read this module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from services.engine.layout import StateLayout
 from services.settings import Database, StackSettings
 
 SUPERUSER = "h2ops"
-# The services that keep metadata, each in a database (or SQLite file) of its own name.
-DATABASES = ("airflow", "mlflow")
+CONNECT_TIMEOUT = 5  # seconds: a server on loopback answers at once or not at all
 
 
 def cluster_dir(layout: StateLayout) -> Path:
@@ -48,9 +50,41 @@ def metadata_requires(settings: StackSettings) -> tuple[str, ...]:
     return ("postgres",) if settings.database is Database.POSTGRES else ()
 
 
+def connect(settings: StackSettings, database: str = "postgres") -> Any:
+    """A psycopg connection as the stack's superuser, over loopback TCP."""
+    import psycopg
+
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=settings.postgres_port,
+        user=SUPERUSER,
+        password=settings.postgres_password,
+        dbname=database,
+        connect_timeout=CONNECT_TIMEOUT,
+    )
+
+
+def prepare_metadata(settings: StackSettings, service: str) -> None:
+    """Before `service` starts on PostgreSQL: its database, created once (the service migrates
+    it itself). SQLite creates its file on the first connection."""
+    if settings.database is not Database.POSTGRES:
+        return
+    connection = connect(settings)
+    try:
+        connection.autocommit = True  # CREATE DATABASE needs it
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (service,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{service}"')
+    finally:
+        connection.close()
+
+
 def sqlite_metadata_present(layout: StateLayout) -> str | None:
     """Why PostgreSQL must not start empty here: this state dir holds SQLite metadata."""
-    found = [path for service in DATABASES if (path := sqlite_file(layout, service)).exists()]
+    found = sorted(
+        path for path in layout.root.glob("*/*.db") if path == sqlite_file(layout, path.stem)
+    )
     if not found:
         return None
     return (

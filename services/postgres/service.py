@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,9 +26,9 @@ from services.postgres import server
 from services.postgres.account import give_to, handed_over, server_account
 from services.postgres.discovery import PostgresNotFound, PostgresServer, find_server
 from services.postgres.metadata import (
-    DATABASES,
     SUPERUSER,
     cluster_dir,
+    connect,
     misplaced_metadata,
     sqlite_metadata_present,
 )
@@ -115,22 +115,7 @@ def declare(plan: StackPlan) -> Declared:
         refuse=lambda: how if found is None else misplaced_metadata(settings, layout),
         prepare=lambda: prepare_cluster(settings, layout, require_server(found, how)),
         install_hint=how if found is None else "",
-        after_ready=lambda: create_databases(settings),
         details=details,
-    )
-
-
-def connect(settings: StackSettings, database: str = "postgres") -> Any:
-    """A psycopg connection as the stack's superuser, over loopback TCP."""
-    import psycopg
-
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=settings.postgres_port,
-        user=SUPERUSER,
-        password=settings.postgres_password,
-        dbname=database,
-        connect_timeout=PROBE_TIMEOUT,
     )
 
 
@@ -236,18 +221,3 @@ def require_server(found: PostgresServer | None, how: str) -> PostgresServer:
     if found is None:
         raise StackError(how)
     return found
-
-
-def create_databases(settings: StackSettings) -> None:
-    """The `airflow` and `mlflow` databases, created once (each service migrates its own)."""
-    connection = connect(settings)
-    try:
-        connection.autocommit = True  # CREATE DATABASE needs it
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT datname FROM pg_database")
-            existing = {row[0] for row in cursor.fetchall()}
-            for name in DATABASES:
-                if name not in existing:
-                    cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        connection.close()

@@ -22,7 +22,13 @@ ROOMS = sorted(path.parent.name for path in (ROOT / "services").glob("*/service.
 FLOORS = ("engine", "foundations", "plan", "declarations", "catalog", "commands", "devtools")
 # Room modules that build on the plan, like the declarations do.
 ON_THE_PLAN = {"services.serving.bundle"}
-COMMANDS = {"services.cli", "services.doctor", "services.workspace", "services.__main__"}
+COMMANDS = {
+    "services.cli",
+    "services.doctor",
+    "services.report",
+    "services.workspace",
+    "services.__main__",
+}
 
 
 def floor(module: str) -> int:

@@ -36,7 +36,7 @@ from devtools.testing import (
     unavailable,
 )
 from services.engine.status import ServiceState
-from services.plan import StatusReport
+from services.report import StatusReport
 
 pytestmark = pytest.mark.stack
 SIZE = "160m"  # the stack's state after `up` is about 30 MB

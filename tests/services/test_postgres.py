@@ -44,7 +44,7 @@ def postgres_run(base: Path, **extra: str) -> StackRun:
 
 
 def query(run: StackRun, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    """Run one statement in the `mlflow` database as the stack's superuser; its rows."""
+    """Run one statement in the `postgres` database as the stack's superuser; its rows."""
     import psycopg
 
     password = run.status().credentials["postgres_password"]
@@ -54,7 +54,7 @@ def query(run: StackRun, sql: str, *params: object) -> list[tuple[Any, ...]]:
             port=run.ports["POSTGRES"],
             user="h2ops",
             password=password,
-            dbname="mlflow",
+            dbname="postgres",
             connect_timeout=10,
             autocommit=True,
         ) as connection,
@@ -72,6 +72,9 @@ def test_on_postgres_status_lists_it_before_its_users_and_every_service_is_fine(
     assert names == ["s3", "postgres", "mlflow", "airflow", "jupyter", "serving"]
     assert all(service.fine for service in report.services), report
     assert report.credentials["postgres_password"], "a generated password, no default"
+    # Each user of the cluster created its own database before its first start.
+    databases = {row[0] for row in query(stack_on_postgres.run, "SELECT datname FROM pg_database")}
+    assert {"airflow", "mlflow"} <= databases
 
 
 def test_concurrent_mlflow_writers_finish_without_lock_errors(
@@ -195,9 +198,6 @@ def test_cluster_survives_sigkill_and_down_up_and_clean_removes_it(tmp_path: Pat
         run.up("postgres")
         rows = query(run, "SELECT value FROM kept ORDER BY value")
         assert rows == [("after the kill",), ("before the kill",)]
-        assert {"airflow", "mlflow"} <= {
-            row[0] for row in query(run, "SELECT datname FROM pg_database")
-        }
     finally:
         run.down()
     clean = run.cli("clean", "--yes")
