@@ -14,8 +14,14 @@ from pathlib import Path
 
 from services.engine.layout import tail
 
-# What a full disk looks like in a log: the OS's words (errno 28), SQLite's.
-FULL_DISK_SIGNS = ("no space left on device", "enospc", "[errno 28]", "database or disk is full")
+# What a full disk looks like in a log: the OS's words (errno 28), SQLite's, rclone's.
+FULL_DISK_SIGNS = (
+    "no space left on device",
+    "enospc",
+    "[errno 28]",
+    "database or disk is full",
+    "file too big for remaining disk space",
+)
 # Free space below which a filesystem counts as full: at most 64 MiB, at most 2 % of its size.
 FULL_BELOW_BYTES = 64 * 1024**2
 FULL_BELOW_SHARE = 0.02

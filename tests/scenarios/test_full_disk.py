@@ -4,7 +4,10 @@ on PostgreSQL.
 
 The state dir lives on a small tmpfs mounted for the test (root only; elsewhere the test is
 `unavailable`, which fails under CI, where it runs as root). It is filled with one big file,
-not a long training run, and freed by deleting it.
+not a long training run, and freed by deleting it. On SQLite, the data bucket has a tiny tmpfs
+of its own (an object store on a full disk of its own): filled while the stack runs, the
+example's first task fails on it, says why in its log, and its retry succeeds once the space
+is freed; Airflow keeps running, which makes the task's failure and retry deterministic.
 
 Cost: a stack of its own per database with only S3, MLflow and Airflow (and PostgreSQL), its
 start, up to FULL_SECONDS until a program dies of the full disk, then up to BACK_SECONDS for it
@@ -22,9 +25,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devtools.bench import airflow_client
 from devtools.testing import (
     STATUS_POLL_SECONDS,
     StackRun,
@@ -43,6 +48,10 @@ SIZE = "160m"  # the stack's state after `up` is about 30 MB
 FULL_SECONDS = 180.0
 BACK_SECONDS = 240.0
 FULL = "state dir's filesystem is full: "
+BUCKET_SIZE = "4m"  # the data bucket's own filesystem (SQLite case)
+TRAINING = "example_training"
+RUN_SECONDS = 180.0
+NO_SPACE = re.compile(r"no space left on device|too big for remaining disk space", re.IGNORECASE)
 
 
 @pytest.fixture
@@ -61,14 +70,21 @@ def small_fs() -> Iterator[Path]:
     try:
         yield base
     finally:
-        subprocess.run(["umount", str(base)], check=False, capture_output=True)
+        subprocess.run(["umount", "--recursive", str(base)], check=False, capture_output=True)
         with contextlib.suppress(OSError):
             base.rmdir()
 
 
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True
+    )
+
+
 def fill(path: Path) -> None:
     """One file that takes every free byte of the filesystem `path` is on."""
-    with path.open("wb") as ballast:
+    with path.open("wb", buffering=0) as ballast:  # unbuffered: no failing flush at close
         stat = os.statvfs(path.parent)
         with contextlib.suppress(OSError):
             os.posix_fallocate(ballast.fileno(), 0, stat.f_bavail * stat.f_frsize)
@@ -76,7 +92,6 @@ def fill(path: Path) -> None:
         with contextlib.suppress(OSError):
             while True:  # what fallocate's rounding left
                 ballast.write(chunk)
-                ballast.flush()
 
 
 def died_of_full_disk(run: StackRun) -> StatusReport | None:
@@ -109,6 +124,9 @@ def test_a_full_disk_is_named_and_everything_comes_back_intact(
 
     run = StackRun(small_fs, extra_env={"H2OPS_DATABASE": database})
     ballast = small_fs / "ballast"
+    bucket = Path(run.env["H2OPS_STATE_DIR"], "s3", "data")
+    if database == "sqlite":
+        mount_tmpfs(bucket, BUCKET_SIZE)
     try:
         run.up("mlflow", "airflow")
         env = run.status().environment
@@ -168,6 +186,43 @@ def test_a_full_disk_is_named_and_everything_comes_back_intact(
         assert tracking.get_model_version("full-disk-model", version).run_id == run_id
         kept = s3.get_object(Bucket="data", Key="kept/object.bin")["Body"].read()
         assert kept == b"kept" * 1000
+        if database == "sqlite":
+            a_task_fails_on_a_full_disk_and_its_retry_succeeds(run, bucket / ".ballast")
     finally:
+        (bucket / ".ballast").unlink(missing_ok=True)
         ballast.unlink(missing_ok=True)
         stop_cleanly(run)
+
+
+def a_task_fails_on_a_full_disk_and_its_retry_succeeds(run: StackRun, ballast: Path) -> None:
+    """The example's `generate` writes scenes to the full data bucket: its first try fails and
+    its log says why; space is freed before the retry (5 s later), which succeeds."""
+    airflow = airflow_client(run.status())
+    with contextlib.closing(airflow):
+        parsed = poll_until(
+            lambda: airflow.get(f"/api/v2/dags/{TRAINING}").is_success, RUN_SECONDS, 1.0
+        )
+        assert parsed, f"{TRAINING} was not parsed"
+        fill(ballast)
+        dag_run = airflow.post(f"/api/v2/dags/{TRAINING}/dagRuns", json={"logical_date": None})
+        assert dag_run.status_code == 200, dag_run.text
+        run_id = dag_run.json()["dag_run_id"]
+        task = f"/api/v2/dags/{TRAINING}/dagRuns/{run_id}/taskInstances/generate"
+
+        def state() -> dict[str, Any]:
+            return dict(airflow.get(task).json())
+
+        def in_state(*states: str) -> dict[str, Any] | None:
+            found = state()
+            return found if found.get("state") in states else None
+
+        failed = poll_until(lambda: in_state("up_for_retry", "failed"), RUN_SECONDS, 0.5)
+        assert failed is not None and failed["state"] == "up_for_retry", state()
+        ballast.unlink()
+        log = airflow.get(f"{task}/logs/1").text  # the first try's log events, as JSON
+        assert "most often because its disk is full" in log, log[-3000:]
+        s3_log = run.cli("logs", "s3", "--lines", "200").stdout
+        assert NO_SPACE.search(s3_log), s3_log[-3000:]
+        done = poll_until(lambda: in_state("success", "failed"), RUN_SECONDS, 1.0)
+        assert done is not None and done["state"] == "success", state()
+        assert done["try_number"] == 2, done

@@ -20,6 +20,7 @@ import boto3
 import numpy as np
 from botocore.client import BaseClient
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 DATA_URL_VARIABLE = "H2OPS_DATA_URL"
 DEFAULT_DATA_URL = "s3://data"
@@ -55,8 +56,12 @@ class S3DataStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_bytes(self, key: str, data: bytes) -> str:
-        self._client.put_object(Bucket=self.bucket, Key=self._object_key(key), Body=data)
-        return f"{self.base_url}/{key}"
+        url = f"{self.base_url}/{key}"
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._object_key(key), Body=data)
+        except ClientError as error:
+            raise _server_failed(error, url, self._client.meta.endpoint_url) from error
+        return url
 
     def get_bytes(self, key: str) -> bytes:
         response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key))
@@ -125,6 +130,19 @@ def get_arrays(store: DataStore, key: str) -> dict[str, np.ndarray]:
     """Read the named arrays of one .npz object."""
     with np.load(io.BytesIO(store.get_bytes(key))) as npz:
         return {name: npz[name] for name in npz.files}
+
+
+def _server_failed(error: ClientError, url: str, endpoint: str) -> Exception:
+    """A server-side failure to write, said plainly: S3 servers answer a full disk with a bare
+    `InternalError` (rclone) or `XMinioStorageFull`, which reads like a bug in the caller."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if status < 500 and error.response.get("Error", {}).get("Code") != "XMinioStorageFull":
+        return error
+    return OSError(
+        f"the object store at {endpoint} failed to write {url} ({error}): the server, not "
+        "this code, failed, most often because its disk is full. On the local stack "
+        "`nox -s status` and `nox -s logs -- s3` say why; free space and retry the task"
+    )
 
 
 def _s3_client() -> BaseClient:
