@@ -205,6 +205,7 @@ def h2ops_stack(
     try:
         run.up()  # first up: DB migrations, buckets, credentials (if it fails, `down` below)
         figures["first_up_s"] = round(time.monotonic() - started, 1)
+        figures["services"] = [service.name for service in run.status().stack.started]
         for attempt in range(runs):
             figures["down_s"].append(_timed(run.down))
             figures["left_running_after_down"] = len(marked_processes(state))
@@ -355,7 +356,8 @@ def print_table(results: dict) -> None:
     if "error" in stack:
         return
     table = Table(title=f"H2Ops benchmark ({results['machine']['summary']})", title_justify="left")
-    for column in ("figure", "H2Ops (4 services)", "airflow standalone", "ratio", "mlflow server"):
+    ours = f"H2Ops ({', '.join(stack.get('services', [])) or 'its services'})"
+    for column in ("figure", ours, "airflow standalone", "ratio", "mlflow server"):
         table.add_column(column)
     rows = [
         (

@@ -161,6 +161,8 @@ def performance_markdown(folder: Path = BENCH_DIR) -> str:
             continue
         cells = [f"{value} {unit}".strip() if value is not None else "" for value in values]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if services := results.get("h2ops", {}).get("services"):
+        lines += ["", f"The stack measured ran: {', '.join(services)}."]
     by_program = results.get("h2ops", {}).get("pss_by_program_mb") or {}
     if by_program:
         shown = ", ".join(f"{name} {mb}" for name, mb in by_program.items())

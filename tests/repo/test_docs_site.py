@@ -81,14 +81,19 @@ def test_the_performance_page_comes_from_a_bench_json(tmp_path: Path) -> None:
         "python": "3.12.1",
         "machine": {"summary": "2 cores"},
         "settings": {"runs": 1, "idle_seconds": 30},
-        "h2ops": {"up_median_s": 12.5, "pss_mb": 801.2, "pss_by_program_mb": {"mlflow": 190.1}},
+        "h2ops": {
+            "up_median_s": 12.5,
+            "pss_mb": 801.2,
+            "pss_by_program_mb": {"mlflow": 190.1},
+            "services": ["s3", "mlflow"],
+        },
     }
     (tmp_path / "bench-2026-01-01T000000+0000-abc1234.json").write_text(
         __import__("json").dumps(run)
     )
     page = performance_markdown(tmp_path)
     assert "12.5 s" in page and "801.2 MB" in page and "mlflow 190.1" in page
-    assert "abc1234" in page
+    assert "abc1234" in page and "ran: s3, mlflow." in page
     assert "<!-- generated" not in render("<!-- generated: performance -->")
 
 
