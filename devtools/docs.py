@@ -161,6 +161,14 @@ def performance_markdown(folder: Path = BENCH_DIR) -> str:
             continue
         cells = [f"{value} {unit}".strip() if value is not None else "" for value in values]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    champion = results.get("h2ops", {}).get("with_champion") or {}
+    if champion:
+        lines += [
+            "",
+            f"With a champion served (after the pipeline: `down`, then `up`): `up` to every "
+            f"service healthy, the model loaded, {champion.get('up_s')} s; idle memory "
+            f"{champion.get('pss_mb')} MB (serving: {champion.get('serving')}).",
+        ]
     if services := results.get("h2ops", {}).get("services"):
         lines += ["", f"The stack measured ran: {', '.join(services)}."]
     by_program = results.get("h2ops", {}).get("pss_by_program_mb") or {}

@@ -86,6 +86,7 @@ def test_the_performance_page_comes_from_a_bench_json(tmp_path: Path) -> None:
             "pss_mb": 801.2,
             "pss_by_program_mb": {"mlflow": 190.1},
             "services": ["s3", "mlflow"],
+            "with_champion": {"up_s": 20.5, "pss_mb": 950.5, "serving": "version 3"},
         },
     }
     (tmp_path / "bench-2026-01-01T000000+0000-abc1234.json").write_text(
@@ -94,6 +95,7 @@ def test_the_performance_page_comes_from_a_bench_json(tmp_path: Path) -> None:
     page = performance_markdown(tmp_path)
     assert "12.5 s" in page and "801.2 MB" in page and "mlflow 190.1" in page
     assert "abc1234" in page and "ran: s3, mlflow." in page
+    assert "model loaded, 20.5 s; idle memory 950.5 MB (serving: version 3)" in page
     assert "<!-- generated" not in render("<!-- generated: performance -->")
 
 
