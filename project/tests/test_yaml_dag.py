@@ -28,6 +28,7 @@ TRAINING_TASKS = {
     "preprocess": {"generate"},
     "train": {"preprocess"},
     "register": {"train"},
+    "publish_champion": {"register"},
 }
 
 
@@ -38,8 +39,11 @@ def test_yaml_dag_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
 
 
 def test_yaml_dag_updates_the_asset_that_schedules_inference(dag_bag: Any) -> None:
-    register = dag_bag.dags[YAML_DAG_ID].get_task("register")
-    assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
+    """Only publish_champion owns the Asset: it skips when the gate did not promote."""
+    dag = dag_bag.dags[YAML_DAG_ID]
+    assert dag.get_task("register").outlets == []
+    publish = dag.get_task("publish_champion")
+    assert [outlet.uri for outlet in publish.outlets] == [CHAMPION_MODEL_URI]
 
 
 def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
