@@ -29,7 +29,7 @@ from water_mapping.workflow_steps import PREDICTIONS_PREFIX
 if TYPE_CHECKING:
     from devtools.testing import S3Server
 
-pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
+pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME, MONITORING_EXPERIMENT)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
@@ -96,9 +96,9 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
     assert data.get_bytes(f"{PREDICTIONS_PREFIX}/{batch}/drift.png").startswith(b"\x89PNG")
     assert _task_states(inference_run.run_id)["signal_drift"] == "skipped"
     assert _asset_events(DRIFT_ASSET_URI) == []
-    monitoring = client.search_runs(
-        [client.get_experiment_by_name(MONITORING_EXPERIMENT).experiment_id]
-    )
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    assert experiment is not None
+    monitoring = client.search_runs([experiment.experiment_id])
     assert [run.data.params["batch_id"] for run in monitoring] == [batch]
     assert set(monitoring[0].data.metrics) >= {f"psi_{name}" for name in BAND_NAMES}
 
