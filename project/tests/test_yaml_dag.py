@@ -46,6 +46,11 @@ def test_yaml_dag_updates_the_asset_that_schedules_inference(dag_bag: Any) -> No
     assert [outlet.uri for outlet in publish.outlets] == [CHAMPION_MODEL_URI]
 
 
+def test_yaml_dag_is_manual_so_drift_retrains_only_the_python_dag(dag_bag: Any) -> None:
+    """One retraining per drift event; `init --dags yaml` gives it the Python DAG's schedule."""
+    assert dag_bag.dags[YAML_DAG_ID].timetable.asset_condition is None
+
+
 def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:
     assert "dagfactory" not in dag_bag.dags[YAML_DAG_ID].tags
 

@@ -440,6 +440,9 @@ def test_every_edit_finds_what_it_edits_in_this_repository(examples: bool, dags:
     assert ("dag-factory reports runs" in readme) == (dags != "python")
     if not examples:
         assert "example" not in after["project/data/README.md"].decode()
+    if examples and dags == "yaml":  # the YAML DAG takes the Python one's retraining schedule
+        config = after["project/dags/example_training.yaml"].decode()
+        assert "__type__: airflow.sdk.AssetAny" in config and "schedule: null" not in config
 
 
 @pytest.mark.parametrize("dags", ["python", "yaml", "both"])
