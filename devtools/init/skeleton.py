@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.init.answers import DagStyle
+from devtools.init.project_state import MONITORING_DAG_SUFFIX
 from devtools.init.repository import Files, packages_in
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -51,7 +52,7 @@ class Skeleton:
     @property
     def monitoring_dag_id(self) -> str:
         """The DAG the champion Asset schedules: it scores batches for drift (any DAG style)."""
-        return f"{self.package}_monitoring"
+        return f"{self.package}{MONITORING_DAG_SUFFIX.removesuffix('.py')}"
 
     @property
     def dag_ids(self) -> list[str]:
