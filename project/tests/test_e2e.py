@@ -8,8 +8,10 @@ The pipeline runs on three stacks: with its metadata in SQLite (`stack_on_sqlite
 shared default stack) and in PostgreSQL (`stack_on_postgres`), and on
 `stack_without_object_store` (H2OPS_S3_BACKEND=none), all from root conftest.py ->
 devtools.testing; the notebooks run where the data store differs, the task-log checks on the
-default stack. Cost: about a minute of pipeline per stack and half a minute per notebook, on
-top of the stacks' starts. Each stack is an object with
+default stack, as do the promotion gate's refusal of a worse model and the retraining loop
+(a hazy batch drifts, its Asset retrains, the gate promotes, serving follows: about 70 s).
+Cost: about a minute of pipeline per stack and under half a minute per notebook, on top of
+the stacks' starts. Each stack is an object with
 `airflow_url`, `mlflow_url`, `s3_endpoint` ("" without S3), `jupyter_url`,
 `airflow_username`, `airflow_password`, `s3_access_key`, `s3_secret_key`, `jupyter_token`
 and `env` (the client variables: MLFLOW_TRACKING_URI, AWS_*, H2OPS_DATA_URL, ...).
