@@ -16,6 +16,8 @@ ROOT_PYPROJECT = "pyproject.toml"
 # The worked example's DAG that every example layout keeps; gone means the example is gone.
 EXAMPLE_MARKER = f"{DAGS_DIR}/example_inference.py"
 YAML_LOADER_CALL = "load_yaml_dags"
+# The skeleton's monitoring DAG is Python in every style: it says nothing of the pipeline's.
+MONITORING_DAG_SUFFIX = "_monitoring.py"
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,13 @@ def current_package(files: Files) -> str:
 
 
 def dag_style(files: Files) -> DagStyle | None:
-    """python, yaml or both, from the DAG files there are (a YAML loader is not a Python DAG)."""
-    dags = {path: content for path, content in files.items() if path.startswith(f"{DAGS_DIR}/")}
+    """python, yaml or both, from the pipeline DAG files there are (a YAML loader is not a
+    Python DAG, nor is the skeleton's monitoring DAG)."""
+    dags = {
+        path: content
+        for path, content in files.items()
+        if path.startswith(f"{DAGS_DIR}/") and not path.endswith(MONITORING_DAG_SUFFIX)
+    }
     yaml = any(path.endswith((".yaml", ".yml")) for path in dags)
     python = any(
         path.endswith(".py") and YAML_LOADER_CALL.encode() not in content

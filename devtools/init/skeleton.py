@@ -2,8 +2,10 @@
 
 What stays is generic: the package and its subpackages, `utils/data_store.py`, the tests'
 fixtures (`tests/conftest.py`) and `data/`. What comes in imports, passes its tests and runs
-on the stack: one guidance module per subpackage, a pipeline DAG (Python, YAML or both), a
-starter test, a DAG integrity test, an end-to-end test and a getting-started notebook.
+on the stack: one guidance module per subpackage, a pipeline DAG (Python, YAML or both) with
+the promotion gate's hook, a monitoring DAG with the drift hook (the retraining loop's
+Assets wired as in the example), a starter test, a DAG integrity test, an end-to-end test and
+a getting-started notebook.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.init.answers import DagStyle
+from devtools.init.project_state import MONITORING_DAG_SUFFIX
 from devtools.init.repository import Files, packages_in
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -28,6 +31,7 @@ PURPOSES = {
     "model": "The model itself: how it is built and scored, and its registered name.",
     "model_pipeline": "The deployable model: an MLflow pyfunc from raw inputs to predictions.",
     "postprocess": "After the model: from predictions to a product (clean-up, statistics).",
+    "monitoring": "Watching what the model is asked: reference profile, drift, when to retrain.",
     "utils": "Shared helpers that are not modelling steps; data_store.py does all data I/O.",
 }
 YAML_NOTE = """
@@ -44,6 +48,11 @@ class Skeleton:
     distribution: str
     description: str
     dags: DagStyle
+
+    @property
+    def monitoring_dag_id(self) -> str:
+        """The DAG the champion Asset schedules: it scores batches for drift (any DAG style)."""
+        return f"{self.package}{MONITORING_DAG_SUFFIX.removesuffix('.py')}"
 
     @property
     def dag_ids(self) -> list[str]:
@@ -65,7 +74,9 @@ class Skeleton:
             f"{PROJECT}/notebooks/01_getting_started.ipynb": self._notebook(),
             f"{PROJECT}/README.md": self.render(
                 TEMPLATES / "README.md.tmpl",
-                dag_list=", ".join(f"`{dag_id}`" for dag_id in self.dag_ids),
+                dag_list=", ".join(
+                    f"`{dag_id}`" for dag_id in (*self.dag_ids, self.monitoring_dag_id)
+                ),
                 yaml_note=YAML_NOTE if self.dags != "python" else "",
             ),
         }
@@ -88,6 +99,9 @@ class Skeleton:
 
     def _test_files(self) -> dict[str, str]:
         dag_ids = repr(self.dag_ids).replace("'", '"')
+        # The pipeline DAG in Python is scheduled by the drift and new-data Assets.
+        python_ids = self.dag_ids[:1] if self.dags in ("python", "both") else []
+        retrained = repr(python_ids).replace("'", '"')
         names = {
             "test_package": f"test_{self.package}",
             "test_dag_integrity": "test_dag_integrity",
@@ -95,7 +109,10 @@ class Skeleton:
         }
         return {
             f"{PROJECT}/tests/{name}.py": self.render(
-                TEMPLATES / "tests" / f"{template}.py.tmpl", dag_ids=dag_ids
+                TEMPLATES / "tests" / f"{template}.py.tmpl",
+                dag_ids=dag_ids,
+                retrained_dag_ids=retrained,
+                monitoring_dag_id=f'"{self.monitoring_dag_id}"',
             )
             for template, name in names.items()
         }
@@ -103,7 +120,11 @@ class Skeleton:
     def _dag_files(self) -> dict[str, str]:
         dags = f"{PROJECT}/dags"
         python_id, yaml_id = self.dag_ids[0], self.dag_ids[-1]
-        new = {}
+        new = {
+            f"{dags}/{self.monitoring_dag_id}.py": self.render(
+                TEMPLATES / "dags" / "monitoring.py.tmpl", dag_id=self.monitoring_dag_id
+            )
+        }
         if self.dags in ("python", "both"):
             new[f"{dags}/{python_id}.py"] = self.render(
                 TEMPLATES / "dags" / "pipeline.py.tmpl", dag_id=python_id

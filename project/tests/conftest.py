@@ -56,7 +56,7 @@ def pipeline_env(
     tmp_path: Path,
 ) -> S3Server:
     """The stack's client environment for in-process pipeline runs: data in s3://data, and the
-    experiment named by the test's `mlflow_experiment` mark keeping its artifacts in
+    experiments named by the test's `mlflow_experiment` mark keeping their artifacts in
     s3://mlflow/ (a SQLite tracking URI alone would put them in the working directory)."""
     import mlflow
 
@@ -64,13 +64,13 @@ def pipeline_env(
     if mark is None:
         raise pytest.UsageError(
             f"{request.node.nodeid} uses pipeline_env: mark it with "
-            "@pytest.mark.mlflow_experiment(NAME), NAME being the experiment the pipeline logs to"
+            "@pytest.mark.mlflow_experiment(NAME, ...), the experiments the pipeline logs to"
         )
-    experiment = mark.args[0]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
     monkeypatch.chdir(tmp_path)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location="s3://mlflow/experiments")
+    for experiment in mark.args:
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location="s3://mlflow/experiments")
     return s3_data_env
 
 

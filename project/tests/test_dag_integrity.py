@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.monitoring.signals import DRIFT_ASSET_URI, LABELLED_DATA_ASSET_URI
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 EXAMPLE_DAG_IDS = {"example_training", "example_inference"}
@@ -14,6 +15,7 @@ TRAINING_TASKS = {
     "preprocess": {"generate"},
     "train": {"preprocess"},
     "register": {"train"},
+    "publish_champion": {"register"},
 }
 
 
@@ -60,8 +62,12 @@ def test_training_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
 
 
 def test_training_updates_the_asset_that_schedules_inference(dag_bag: Any) -> None:
-    register = dag_bag.dags["example_training"].get_task("register")
-    assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
+    """Only publish_champion owns the Asset: it skips when the gate did not promote, so a
+    version that became @challenger starts no inference."""
+    training = dag_bag.dags["example_training"]
+    assert training.get_task("register").outlets == []
+    publish = training.get_task("publish_champion")
+    assert [outlet.uri for outlet in publish.outlets] == [CHAMPION_MODEL_URI]
     inference = dag_bag.dags["example_inference"]
     assert [asset.uri for asset in inference.timetable.asset_condition.objects] == [
         CHAMPION_MODEL_URI
@@ -74,7 +80,21 @@ def test_inference_checks_its_batch_against_the_served_model(dag_bag: Any) -> No
         "receive_new_tiles": set(),
         "predict": {"receive_new_tiles"},
         "compare_with_served_model": {"predict"},
+        "monitor": {"predict"},
+        "signal_drift": {"monitor"},
     }
+
+
+def test_drift_or_new_labelled_data_schedules_training(dag_bag: Any) -> None:
+    """The loop: inference's signal_drift updates the drift Asset, and either that or the new
+    labelled data Asset schedules training (which can still be triggered by hand)."""
+    from airflow.sdk import Asset, AssetAny
+
+    signal = dag_bag.dags["example_inference"].get_task("signal_drift")
+    assert [outlet.uri for outlet in signal.outlets] == [DRIFT_ASSET_URI]
+    condition = dag_bag.dags["example_training"].timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert list(condition.objects) == [Asset(DRIFT_ASSET_URI), Asset(LABELLED_DATA_ASSET_URI)]
 
 
 def test_the_stack_serves_the_model_the_example_registers() -> None:

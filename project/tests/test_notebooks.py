@@ -17,6 +17,7 @@ def test_the_example_notebooks_exist() -> None:
         "02_compare_runs.ipynb",
         "03_predict_with_champion.ipynb",
         "04_call_the_served_model.ipynb",
+        "05_scene_and_mask_on_the_map.ipynb",
     ]
 
 

@@ -7,6 +7,7 @@ the Asset event, the S3 layout and the registry alias are the real ones.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,10 @@ import pytest
 from mlflow import MlflowClient
 from rio_cogeo.cogeo import cog_validate
 
+from water_mapping.dataloader.synthetic_tiles import BAND_NAMES
 from water_mapping.dataloader.tile_store import read_tiles
 from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.monitoring.signals import DRIFT_ASSET_URI, MONITORING_EXPERIMENT
 from water_mapping.postprocess.prediction_store import read_predictions
 from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
 from water_mapping.utils.data_store import open_data_store
@@ -26,7 +29,7 @@ from water_mapping.workflow_steps import PREDICTIONS_PREFIX
 if TYPE_CHECKING:
     from devtools.testing import S3Server
 
-pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME)
+pytestmark = pytest.mark.mlflow_experiment(EXPERIMENT_NAME, MONITORING_EXPERIMENT)
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
@@ -68,7 +71,9 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
         champion.source,
         model_files,
     )
-    assert training_run.run_id in [event["source_run_id"] for event in _champion_asset_events()]
+    assert training_run.run_id in [
+        event["source_run_id"] for event in _asset_events(CHAMPION_MODEL_URI)
+    ]
 
     inference_run = dag_bag.dags["example_inference"].test()
 
@@ -85,14 +90,45 @@ def test_training_registers_a_champion_and_its_asset_feeds_inference(
     assert mask_href.startswith("s3://data/predictions/"), mask_href
     assert cog_validate(mask_href, quiet=True)[0]
 
+    # Monitoring: a normal batch does not drift, so no drift event (no retraining loop).
+    drift = json.loads(data.get_bytes(f"{PREDICTIONS_PREFIX}/{batch}/drift.json"))
+    assert drift["drifted"] is False and set(drift["bands"]) == set(BAND_NAMES), drift
+    assert data.get_bytes(f"{PREDICTIONS_PREFIX}/{batch}/drift.png").startswith(b"\x89PNG")
+    assert _task_states(inference_run.run_id)["signal_drift"] == "skipped"
+    assert _asset_events(DRIFT_ASSET_URI) == []
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    assert experiment is not None
+    monitoring = client.search_runs([experiment.experiment_id])
+    assert [run.data.params["batch_id"] for run in monitoring] == [batch]
+    assert set(monitoring[0].data.metrics) >= {f"psi_{name}" for name in BAND_NAMES}
+
+    # A hazy batch drifts: its drift event (what will schedule training) names the batch.
+    hazy_run = dag_bag.dags["example_inference"].test(run_conf={"haze": 0.3})
+
+    assert hazy_run.state == "success"
+    assert _task_states(hazy_run.run_id)["signal_drift"] == "success"
+    [event] = _asset_events(DRIFT_ASSET_URI)
+    assert event["source_run_id"] == hazy_run.run_id
+    assert event["extra"]["max_psi_band"] == "blue", event
+
 
 def _keys(server: S3Server, bucket: str) -> list[str]:
     pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def _champion_asset_events() -> list[dict[str, Any]]:
-    """Events of the champion model's Asset, from Airflow's database."""
+def _task_states(run_id: str) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tasks = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id))
+        return {task.task_id: str(task.state) for task in tasks}
+
+
+def _asset_events(uri: str) -> list[dict[str, Any]]:
+    """Events of the Asset `uri`, from Airflow's database."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -101,10 +137,14 @@ def _champion_asset_events() -> list[dict[str, Any]]:
         events = session.scalars(
             select(AssetEvent)
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.uri == CHAMPION_MODEL_URI)
+            .where(AssetModel.uri == uri)
             .order_by(AssetEvent.id)
         )
         return [
-            {"source_dag_id": event.source_dag_id, "source_run_id": event.source_run_id}
+            {
+                "source_dag_id": event.source_dag_id,
+                "source_run_id": event.source_run_id,
+                "extra": event.extra,
+            }
             for event in events
         ]

@@ -14,7 +14,11 @@ from water_mapping.utils.data_store import (
     open_data_store,
     put_arrays,
 )
-from water_mapping.utils.plotting import plot_tile_truth_prediction, true_colour
+from water_mapping.utils.plotting import (
+    plot_scene_and_mask,
+    plot_tile_truth_prediction,
+    true_colour,
+)
 
 
 def test_local_store_round_trips_bytes_and_lists_keys_under_a_prefix(tmp_path: Path) -> None:
@@ -82,6 +86,20 @@ def test_figure_shows_tile_truth_and_prediction_and_drops_unknown_truth() -> Non
 
     assert len(plot_tile_truth_prediction(bands, mask, mask, title="t").axes) == 3
     assert len(plot_tile_truth_prediction(bands, None, mask).axes) == 2
+
+
+def test_scene_and_mask_are_drawn_on_the_scenes_coordinates_in_metres() -> None:
+    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+
+    tile = generate_tiles(2, seed=1, size=32)[1]  # the second tile: 320 m east of the first
+    figure = plot_scene_and_mask(tile.bands, tile.water_mask, tile.transform, tile.crs)
+    axis = figure.axes[0]
+    west, north = tile.transform * (0, 0)
+    assert axis.get_xlim() == pytest.approx((west, west + 320))
+    assert axis.get_ylim() == pytest.approx((north - 320, north))
+    assert "EPSG:32633" in axis.get_xlabel()
+    with pytest.raises(ValueError, match=r"mask shape \(3, 3\)"):
+        plot_scene_and_mask(tile.bands, np.zeros((3, 3)), tile.transform, tile.crs)
 
 
 def test_s3_client_signs_with_the_keys_in_the_environment_now(

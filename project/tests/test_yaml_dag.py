@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from water_mapping.model.registry import CHAMPION_ALIAS, CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.monitoring.signals import DRIFT_ASSET_URI
 from water_mapping.train.hyperparameter_search import EXPERIMENT_NAME
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ TRAINING_TASKS = {
     "preprocess": {"generate"},
     "train": {"preprocess"},
     "register": {"train"},
+    "publish_champion": {"register"},
 }
 
 
@@ -38,8 +40,23 @@ def test_yaml_dag_runs_generate_preprocess_train_register(dag_bag: Any) -> None:
 
 
 def test_yaml_dag_updates_the_asset_that_schedules_inference(dag_bag: Any) -> None:
-    register = dag_bag.dags[YAML_DAG_ID].get_task("register")
-    assert [outlet.uri for outlet in register.outlets] == [CHAMPION_MODEL_URI]
+    """Only publish_champion owns the Asset: it skips when the gate did not promote."""
+    dag = dag_bag.dags[YAML_DAG_ID]
+    assert dag.get_task("register").outlets == []
+    publish = dag.get_task("publish_champion")
+    assert [outlet.uri for outlet in publish.outlets] == [CHAMPION_MODEL_URI]
+
+
+def test_drift_retrains_one_training_dag(dag_bag: Any) -> None:
+    """One training per drift event: the Python DAG while it exists, else this one (`nox -s init
+    -- --dags yaml` gives the YAML DAG the Python DAG's id and schedule)."""
+    scheduled = [
+        dag_id
+        for dag_id, dag in dag_bag.dags.items()
+        if dag.timetable.asset_condition is not None
+        and DRIFT_ASSET_URI in {asset.uri for asset in dag.timetable.asset_condition.objects}
+    ]
+    assert scheduled == ["example_training"]
 
 
 def test_yaml_dag_leaves_out_the_tag_that_sends_telemetry(dag_bag: Any) -> None:

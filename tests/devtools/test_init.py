@@ -195,6 +195,7 @@ def test_no_examples_leaves_skeletons_whose_tests_pass(
         "model",
         "model_pipeline",
         "postprocess",
+        "monitoring",
         "utils",
     ]
     assert_imports(
@@ -204,6 +205,7 @@ def test_no_examples_leaves_skeletons_whose_tests_pass(
     )
     assert_no_old_name(copy, old)
     assert not list((copy / "project" / "dags").glob("example_*"))
+    assert (copy / "project" / "dags" / f"{PACKAGE}_monitoring.py").exists()
     assert not (copy / "project" / "tests" / "test_e2e.py").exists()
     assert s3_backend(copy) == store
     assert_lint_clean_and_locked(copy)
@@ -438,6 +440,45 @@ def test_every_edit_finds_what_it_edits_in_this_repository(examples: bool, dags:
     assert ("dag-factory reports runs" in readme) == (dags != "python")
     if not examples:
         assert "example" not in after["project/data/README.md"].decode()
+    if examples and dags == "yaml":  # the YAML DAG takes the Python one's retraining schedule
+        config = after["project/dags/example_training.yaml"].decode()
+        assert "__type__: airflow.sdk.AssetAny" in config and "schedule: null" not in config
+
+
+@pytest.mark.parametrize("dags", ["python", "yaml", "both"])
+def test_the_skeleton_has_the_gate_and_monitoring_hooks_wired_into_its_dags(
+    dags: DagStyle,
+) -> None:
+    """In memory: the stubs to fill in (promotion gate, reference profile, drift score) and the
+    DAGs that call them, with the Assets of the retraining loop where the example has them."""
+    files = read_files(ROOT)
+    answers = Answers(NAME, PACKAGE, "One line.", "Ada", "ada@example.org", False, dags)
+    after = {
+        path: content.decode()
+        for path, content in new_files(files, ProjectState.of(files), answers).items()
+        if path.startswith("project/")
+    }
+    source = f"project/src/{PACKAGE}"
+    model = after[f"{source}/model/change_me_model.py"]
+    monitoring = after[f"{source}/monitoring/change_me_monitoring.py"]
+    for hook in ("def gate_new_model(", "def publish_champion("):
+        assert hook in model
+    for hook in ("def reference_profile(", "def drift_score(", "def signal_drift("):
+        assert hook in monitoring
+    assert "drift" in after[f"{source}/monitoring/__init__.py"]
+    monitoring_dag = after[f"project/dags/{PACKAGE}_monitoring.py"]
+    assert "outlets=[Asset(DRIFT_ASSET_URI)]" in monitoring_dag
+    assert "schedule=[Asset(CHAMPION_MODEL_URI)]" in monitoring_dag
+    pipeline = f"project/dags/{PACKAGE}_pipeline"
+    if dags != "yaml":
+        python_dag = after[f"{pipeline}.py"]
+        assert "gate_new_model(training)" in python_dag
+        assert "outlets=[Asset(CHAMPION_MODEL_URI)]" in python_dag
+        assert "schedule=(Asset(DRIFT_ASSET_URI) | Asset(NEW_DATA_ASSET_URI))" in python_dag
+    if dags != "python":
+        yaml_dag = after[f"{pipeline}_from_config.yaml" if dags == "both" else f"{pipeline}.yaml"]
+        assert "change_me_model.gate_new_model" in yaml_dag
+        assert "change_me_model.publish_champion" in yaml_dag
 
 
 @pytest.mark.parametrize(

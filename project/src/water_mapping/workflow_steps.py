@@ -8,11 +8,17 @@ fast.
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
 from typing import Any
 
 from water_mapping.model.registry import CHAMPION_MODEL_URI, MODEL_NAME
+from water_mapping.monitoring.signals import (
+    DEFAULT_DRIFT_THRESHOLD,
+    MONITORING_EXPERIMENT,
+    REFERENCE_PROFILE_ARTIFACT,
+)
 
 TRAINING_DATASET = "training"
 INCOMING_DATASET = "incoming"
@@ -50,12 +56,17 @@ def train_water_classifier(
 ) -> dict[str, Any]:
     """Run the hyperparameter search on features/<dataset>/; returns the best model's URI.
 
+    The training pixels' reference profile (per band) is logged with the model, as the
+    artifact REFERENCE_PROFILE_ARTIFACT of its run: inference scores drift against it.
     `shuffle_labels` trains on permuted labels: a deliberately worse model, to see the
     promotion gate refuse it."""
     from dataclasses import replace
 
     import numpy as np
+    from mlflow import MlflowClient
 
+    from water_mapping.dataloader.synthetic_tiles import BAND_NAMES
+    from water_mapping.monitoring.drift import reference_profile
     from water_mapping.train.hyperparameter_search import (
         EXPERIMENT_NAME,
         run_hyperparameter_search,
@@ -67,6 +78,8 @@ def train_water_classifier(
     if shuffle_labels:
         data = replace(data, labels=np.random.default_rng(0).permutation(data.labels))
     result = run_hyperparameter_search(data, experiment_name=experiment_name or EXPERIMENT_NAME)
+    profile = reference_profile(data.features[:, : len(BAND_NAMES)], BAND_NAMES)
+    MlflowClient().log_dict(result.parent_run_id, profile, REFERENCE_PROFILE_ARTIFACT)
     return {
         "model_uri": result.model_uri,
         "parent_run_id": result.parent_run_id,
@@ -113,23 +126,43 @@ def register_and_gate_model(
     }
 
 
+def publish_champion(registration: dict[str, Any]) -> dict[str, Any]:
+    """Succeed only when the gate moved @champion: the task that calls this owns the champion
+    Asset, and a skipped task emits no Asset event, so inference runs only for a new champion.
+    """
+    gate = registration["gate"]
+    if not gate["promoted"]:
+        _skip(f"version {gate['new_version']} became @{gate['alias']}: {gate['reason']}")
+    return {"champion_version": registration["version"], "model_uri": registration["model_uri"]}
+
+
+def _skip(reason: str) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(reason)
+
+
 def batch_id_from(run_id: str) -> str:
     """A key-safe name for a batch of new tiles, e.g. from an Airflow run id."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-")
 
 
-def receive_new_tiles(batch_id: str, n_tiles: int = 3, tile_size: int = 64) -> str:
+def receive_new_tiles(
+    batch_id: str, n_tiles: int = 3, tile_size: int = 64, haze: float = 0.0
+) -> str:
     """Stand in for new imagery arriving: tiles under raw/incoming/<batch_id>/.
 
     The seed comes from the batch id, so each batch differs and a rerun gives the same tiles.
+    `haze` (0 to 1) veils them (see `add_haze`): a batch that drifts from the training data.
     """
-    from water_mapping.dataloader.synthetic_tiles import generate_tiles
+    from water_mapping.dataloader.synthetic_tiles import add_haze, generate_tiles
     from water_mapping.dataloader.tile_store import write_tiles
     from water_mapping.utils.data_store import open_data_store
 
     dataset = f"{INCOMING_DATASET}/{batch_id}"
     seed = zlib.crc32(batch_id.encode())
-    write_tiles(open_data_store(), dataset, generate_tiles(n_tiles, seed, tile_size))
+    tiles = [add_haze(tile, haze) for tile in generate_tiles(n_tiles, seed, tile_size)]
+    write_tiles(open_data_store(), dataset, tiles)
     return dataset
 
 
@@ -240,3 +273,86 @@ def compare_with_served_model(batch: dict[str, Any], timeout: float = 120.0) -> 
         "run_id": served["run_id"],
         "pixels": int(expected.size),
     }
+
+
+def monitor_batch(batch: dict[str, Any], threshold: float | None = None) -> dict[str, Any]:
+    """Score a predicted batch's input for drift against its model's reference profile.
+
+    Per band: input statistics, PSI and the KS test (see `monitoring.drift`). Written beside
+    the predictions (predictions/<batch>/drift.json and drift.png) and logged to MLflow as a
+    run of the MONITORING_EXPERIMENT (metrics per band). Returns the verdict: `drifted` when a
+    band's PSI is above `threshold`.
+    """
+    import json
+
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from water_mapping.dataloader.tile_store import read_tiles
+    from water_mapping.monitoring.drift import drift_report, tiles_as_pixels
+    from water_mapping.monitoring.report import plot_drift
+    from water_mapping.utils.data_store import open_data_store
+
+    version = batch.get("model_version")
+    if version is None:
+        raise ValueError(
+            f"batch {batch.get('batch_id')!r} used {batch.get('model_uri')!r}, not a registered "
+            "version: its reference profile is found through the version's run"
+        )
+    threshold = DEFAULT_DRIFT_THRESHOLD if threshold is None else float(threshold)
+    run_id = MlflowClient().get_model_version(MODEL_NAME, str(version)).run_id
+    profile = mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_PROFILE_ARTIFACT}")
+    store = open_data_store()
+    pixels = tiles_as_pixels(np.stack([tile.bands for tile in read_tiles(store, batch["dataset"])]))
+    report = {
+        "batch_id": batch["batch_id"],
+        "model_version": str(version),
+        **drift_report(profile, pixels, threshold),
+    }
+    figure = plot_drift(profile, report, pixels, title=f"batch {batch['batch_id']}:")
+    prefix = f"{PREDICTIONS_PREFIX}/{batch['batch_id']}"
+    drift_url = store.put_bytes(f"{prefix}/drift.json", json.dumps(report, indent=1).encode())
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    plot_url = store.put_bytes(f"{prefix}/drift.png", png.getvalue())
+
+    mlflow.set_experiment(MONITORING_EXPERIMENT)
+    with mlflow.start_run(run_name=batch["batch_id"]) as run:
+        mlflow.set_tags({"model_version": str(version), "drifted": str(report["drifted"])})
+        mlflow.log_params({"batch_id": batch["batch_id"], "threshold": threshold})
+        metrics = {"max_psi": report["max_psi"], "drifted": float(report["drifted"])}
+        for name, band in report["bands"].items():
+            metrics |= {
+                f"psi_{name}": band["psi"],
+                f"ks_{name}": band["ks_statistic"],
+                f"mean_{name}": band["batch"]["mean"],
+                f"std_{name}": band["batch"]["std"],
+            }
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(report, "drift.json")
+        mlflow.log_figure(figure, "drift.png")
+    return {
+        "batch_id": batch["batch_id"],
+        "model_version": str(version),
+        "drifted": report["drifted"],
+        "drifted_bands": report["drifted_bands"],
+        "max_psi": report["max_psi"],
+        "max_psi_band": report["max_psi_band"],
+        "threshold": threshold,
+        "drift_url": drift_url,
+        "plot_url": plot_url,
+        "mlflow_run_id": run.info.run_id,
+    }
+
+
+def signal_drift(monitoring: dict[str, Any]) -> dict[str, Any]:
+    """Succeed only when the batch drifted: the task that calls this owns the drift Asset, whose
+    event schedules retraining; a batch without drift skips it (no event, no retraining)."""
+    if not monitoring["drifted"]:
+        _skip(
+            f"no drift: highest PSI {monitoring['max_psi']:.3f} ({monitoring['max_psi_band']}) "
+            f"<= {monitoring['threshold']}"
+        )
+    keys = ("batch_id", "model_version", "drifted_bands", "max_psi", "max_psi_band", "threshold")
+    return {key: monitoring[key] for key in keys}

@@ -9,7 +9,7 @@ of the first, so every dataset revisits the same ground, as repeated acquisition
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -25,6 +25,8 @@ VEGETATION = np.array([0.03, 0.07, 0.04, 0.35, 0.18])
 BARE_SOIL = np.array([0.12, 0.16, 0.20, 0.26, 0.32])
 DARK_WET_SOIL = np.array([0.05, 0.06, 0.07, 0.10, 0.09])  # a look-alike that makes it a task
 CLOUD = np.array([0.42, 0.43, 0.44, 0.46, 0.33])
+# A veil of haze (smoke, thin fog): scattered light, strongest in the short wavelengths.
+HAZE = np.array([0.30, 0.28, 0.26, 0.22, 0.15])
 
 TILE_CRS = "EPSG:32633"  # WGS 84 / UTM zone 33N
 PIXEL_SIZE_M = 10.0
@@ -104,6 +106,17 @@ def generate_tiles(
         )
         for index in range(n_tiles)
     ]
+
+
+def add_haze(tile: Tile, strength: float) -> Tile:
+    """The tile seen through haze: each pixel mixed with HAZE by `strength` (0 = clear, 1 =
+    only haze). The surface and its truth are unchanged; what the model sees drifts."""
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"haze strength {strength!r} is not in [0, 1): try 0.5 for thick haze")
+    if strength == 0.0:
+        return tile
+    hazy = (1.0 - strength) * tile.bands + strength * HAZE[:, None, None]
+    return replace(tile, bands=np.clip(hazy, 0.0, 1.0).astype(np.float32))
 
 
 def _tile_seed(seed: int, index: int) -> int:
