@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -274,7 +274,8 @@ def pss_by_program(run: Reporting) -> dict[str, float]:
 
 
 def airflow_client(report: StatusReport) -> httpx.Client:
-    """An HTTP client of the stack's Airflow, logged in as its user (a token for a day)."""
+    """An HTTP client of the stack's Airflow, logged in as its user (a token for a day). It is
+    open already (it fetched the token), so `with` refuses it: close it with `closing`."""
     client = httpx.Client(base_url=report.service("airflow").url, timeout=30)
     credentials = report.credentials
     response = client.post(
@@ -306,7 +307,7 @@ def steady_pss_by_program(
 
 def training_to_inference(run: StackRun) -> float | None:
     """Seconds from triggering `example_training` to `example_inference` finishing."""
-    with airflow_client(run.status()) as client:
+    with closing(airflow_client(run.status())) as client:
 
         def dag_ids() -> set[str]:
             return {d["dag_id"] for d in client.get("/api/v2/dags").json().get("dags", [])}
