@@ -400,22 +400,13 @@ def print_table(results: dict) -> None:
         "",
     )
     champion = stack.get("with_champion", {})
-    if champion:
-        standalone_up, standalone_pss = standalone.get("start_median_s"), standalone.get("pss_mb")
-        table.add_row(
-            "champion served: up to all healthy, s",
-            _fmt(champion.get("up_s")),
-            _fmt(standalone_up),
-            ratio(champion.get("up_s"), standalone_up),
-            "",
-        )
-        table.add_row(
-            "champion served: idle memory, PSS MB",
-            _fmt(champion.get("pss_mb")),
-            _fmt(standalone_pss),
-            ratio(champion.get("pss_mb"), standalone_pss),
-            "",
-        )
+    for name, ours_key, theirs_key in (
+        ("champion served: up to all healthy, s", "up_s", "start_median_s"),
+        ("champion served: idle memory, PSS MB", "pss_mb", "pss_mb"),
+    ):
+        if champion:
+            ours, theirs = champion.get(ours_key), standalone.get(theirs_key)
+            table.add_row(name, _fmt(ours), _fmt(theirs), ratio(ours, theirs), "")
     if "sync_s" in results.get("fresh_clone", {}):
         fresh = results["fresh_clone"]
         table.add_row("fresh clone: uv sync, s", _fmt(fresh["sync_s"]), "", "", "")
