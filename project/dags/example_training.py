@@ -54,8 +54,11 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 )
 def example_training() -> None:
     @task
-    def generate() -> str:
-        return workflow_steps.generate_training_tiles()
+    def generate(**context: Any) -> str:
+        # A new labelled data event names its dataset; any other run generates tiles.
+        events = context["triggering_asset_events"]
+        labelled = events.get(NEW_LABELLED_DATA_ASSET, [])
+        return workflow_steps.training_dataset([dict(event.extra or {}) for event in labelled])
 
     @task
     def preprocess(dataset: str) -> str:

@@ -74,3 +74,20 @@ def test_new_batches_get_different_tiles_and_a_rerun_the_same(
     first = bands_of("a")
     np.testing.assert_array_equal(bands_of("a"), first)
     assert not np.array_equal(bands_of("b"), first)
+
+
+def test_a_new_labelled_data_event_names_the_dataset_training_learns_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("H2OPS_DATA_URL", (tmp_path / "data").as_uri())
+    labelled = workflow_steps.generate_training_tiles("labelled-2026-12", n_tiles=2, tile_size=16)
+    events = [{"dataset": "older-delivery"}, {"dataset": labelled}, {"note": "no dataset"}]
+    assert workflow_steps.training_dataset(events) == "labelled-2026-12"
+    assert not (tmp_path / "data" / "raw" / workflow_steps.TRAINING_DATASET).exists()
+
+    with pytest.raises(ValueError, match=r"names dataset 'never-written'.*write them there first"):
+        workflow_steps.training_dataset([{"dataset": "never-written"}])
+
+    # No labelled data named (a manual run, a drift event): synthetic tiles, as before.
+    assert workflow_steps.training_dataset([]) == workflow_steps.TRAINING_DATASET
+    assert read_tiles(open_data_store(), workflow_steps.TRAINING_DATASET)

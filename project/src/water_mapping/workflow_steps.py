@@ -39,6 +39,27 @@ def generate_training_tiles(
     return dataset
 
 
+def training_dataset(labelled_events: list[dict[str, Any]]) -> str:
+    """The dataset a training run learns from: the newest labelled dataset an event on the new
+    labelled data Asset named (its `extra` is `{"dataset": NAME}`, tiles already under
+    raw/NAME/ in the layout `write_tiles` writes), else freshly generated synthetic tiles."""
+    from water_mapping.dataloader.tile_store import list_tile_ids
+    from water_mapping.utils.data_store import open_data_store
+
+    named = [extra.get("dataset") for extra in labelled_events if extra.get("dataset")]
+    if not named:
+        return generate_training_tiles()
+    dataset = str(named[-1])
+    store = open_data_store()
+    if not list_tile_ids(store, dataset):
+        raise ValueError(
+            f"the new labelled data event names dataset {dataset!r}, but {store.base_url}/raw/"
+            f"{dataset}/ holds no tiles: write them there first (tile_store.write_tiles), then "
+            'post the event with extra {"dataset": "<name>"}'
+        )
+    return dataset
+
+
 def build_features(dataset: str) -> str:
     """Turn raw/<dataset>/ tiles into per-pixel feature sets under features/<dataset>/."""
     from water_mapping.dataloader.tile_store import read_tiles
