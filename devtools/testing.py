@@ -19,7 +19,6 @@ The rules it enforces, so that the markers and the skips say the truth:
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import re
 import shutil
@@ -275,22 +274,6 @@ def shared_stacks_of(item: pytest.Item) -> set[str]:
     return names & set(SHARED_STACKS)
 
 
-def shares_fixtures(item: pytest.Item) -> bool:
-    """Whether a test uses a fixture of this suite that outlives it (a module's own stack, a
-    model a module registered, a session's S3 server): such tests keep to one worker, so the
-    fixture is set up once. Fixtures of installed packages (pytest's tmp_path_factory) do not
-    count."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    for definitions in info.name2fixturedefs.values():
-        for definition in definitions:
-            source = inspect.getsourcefile(definition.func) or ""
-            if definition.scope != "function" and "site-packages" not in Path(source).parts:
-                return True
-    return False
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
     """The whole default stack (metadata in SQLite), up once for the test session and shared by
@@ -350,19 +333,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     test. First of all hooks: `-m "not stack"` deselects by these markers.
 
     Then the xdist groups (`--dist loadgroup` keeps a group in one worker): the users of a
-    shared stack form one, so it starts once; a test that shares a longer-lived fixture goes
-    with its module (`shares_fixtures`); any other test is a group of its own, free to run in
-    whichever worker is idle."""
+    shared stack form one, so it starts once; any other test goes with its module, whose
+    fixtures (a module's own stack, a model it registered) it shares."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         starts = names & PROCESS_FIXTURES or item.get_closest_marker("e2e") is not None
         if starts and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
         used = shared_stacks_of(item)
-        if used:
-            group = min(used, key=SHARED_STACKS.index)
-        else:
-            group = item.nodeid.split("::")[0] if shares_fixtures(item) else item.nodeid
+        group = min(used, key=SHARED_STACKS.index) if used else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
 
 

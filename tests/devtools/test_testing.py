@@ -164,26 +164,13 @@ def test_not_stack_deselects_the_users_of_process_fixtures_and_e2e_tests(
 
 
 ONE_MODULE = """
-import pytest
-
-@pytest.fixture(scope="module")
-def its_own_server():  # stands in for a module's own stack
-    return "up"
-
-def test_a(its_own_server):
+def test_a():
     pass
 
-def test_b(its_own_server):
+def test_b():
     pass
 
-def test_c(its_own_server):
-    pass
-"""
-ON_THEIR_OWN = """
-def test_d():
-    pass
-
-def test_e():
+def test_c():
     pass
 """
 
@@ -192,20 +179,14 @@ def test_e():
 def test_under_two_workers_a_modules_tests_share_one_worker(suite: pytest.Pytester) -> None:
     """`nox -s test` runs two workers with `--dist loadgroup`: a module's fixtures (its own
     stack) and a shared stack's users must stay in one worker, or each worker starts its own
-    and tests that build on each other's state see a fresh one. A test that shares nothing is
-    a group of its own, so a module of slow independent tests is spread over both."""
-    suite.makepyfile(test_one_module=ONE_MODULE, test_other=ONE_MODULE, test_free=ON_THEIR_OWN)
+    and tests that build on each other's state see a fresh one."""
+    suite.makepyfile(test_one_module=ONE_MODULE, test_other=ONE_MODULE)
     result = suite.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist", "loadgroup", "-v")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=6)
     workers_of: dict[str, set[str]] = {}
-    groups: dict[str, str] = {}
     for line in result.outlines:
         if " PASSED " in line:  # "[gw0] [ 16%] PASSED test_other.py::test_a@test_other.py"
-            test, group = line.split(" PASSED ")[1].strip().split("@")
-            groups[test] = group
-            if not test.startswith("test_free.py"):
-                workers_of.setdefault(test.split("::")[0], set()).add(line.split("]")[0])
-    assert groups["test_free.py::test_d"] == "test_free.py::test_d", groups
-    assert groups["test_one_module.py::test_a"] == "test_one_module.py", groups
+            test = line.split(" PASSED ")[1]
+            workers_of.setdefault(test.split("::")[0], set()).add(line.split("]")[0])
     assert len(workers_of) == 2, result.outlines
     assert all(len(workers) == 1 for workers in workers_of.values()), workers_of
