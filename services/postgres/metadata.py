@@ -3,9 +3,9 @@
 With H2OPS_DATABASE=sqlite each such service has a file `<service>.db` in its folder of the
 state dir; with postgres, a database of that name in the stack's cluster (`<state>/postgres`),
 which the service creates before its first start (`prepare_metadata`), so this room need not
-know who its users are. A
-state dir holds one or the other: starting on the other would show no runs and no DAG history,
-so `up` refuses (see `misplaced_metadata`, which the declarations hand the engine as `refuse`).
+know who its users are. A state dir holds one or the other: starting on the other would show
+no runs and no DAG history, so `up` refuses (see `misplaced_metadata`, which the declarations
+hand the engine as `refuse`).
 
 No import of the plan: the declarations and the plan read this module.
 """
